@@ -1,0 +1,41 @@
+"""``transcend data experts``: the command-line face of :mod:`transcend.training.experts`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from transcend.evaluation.players import SpecError, parse_spec
+from transcend.training.experts import DEFAULT_EXPERTS, generate
+
+
+@click.command("experts")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="PGN file to write; an existing one is resumed and extended.")
+@click.option("--games", type=click.IntRange(min=1), required=True,
+              help="Total number of games the file should hold.")
+@click.option("--expert", "experts", multiple=True, metavar="SPEC",
+              help="An expert (repeatable), e.g. 'sf:skill=1,nodes=100,eps=0.4,elo=1000'. "
+                   "Default: Stockfish skill 0-3 at 100 nodes with 40% random moves.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Games played in parallel (one process each).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-plies", type=click.IntRange(min=2), default=300, show_default=True,
+              help="A game still running after this many plies is adjudicated a draw.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def experts_command(out: Path, games: int, experts: tuple[str, ...], concurrency: int,
+                    seed: int, max_plies: int, quiet: bool) -> None:
+    """Play games between noisy expert engines and write them as PGN."""
+    specs = list(experts or DEFAULT_EXPERTS)
+    try:
+        for spec in specs:
+            parse_spec(spec)
+    except (SpecError, FileNotFoundError) as exc:
+        raise click.UsageError(str(exc)) from None
+    results: Counter[str] = Counter()
+    for record in generate(out, specs, games, concurrency, seed, max_plies, progress=not quiet):
+        results[record.result] += 1
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(results.items())) or "nothing new"
+    click.echo(f"{out}: {games} games ({summary} in this run)", err=True)

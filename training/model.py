@@ -1,0 +1,206 @@
+"""The transformer: nanoGPT's decoder (the paper's ChessFormer), with a KV-cached path for export.
+
+Parameter names match nanoGPT's, so a released ``ckpt.pt`` state dict loads without renaming.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from transcend.engine.transcript import VOCAB_SIZE
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    block_size: int = 1023
+    vocab_size: int = VOCAB_SIZE
+    bias: bool = False
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+CONFIGS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(n_layer=2, n_head=2, n_embd=32),
+    "small": ModelConfig(n_layer=6, n_head=8, n_embd=256),
+    "karvonen-25m": ModelConfig(n_layer=8, n_head=8, n_embd=512),
+    "paper-50m": ModelConfig(n_layer=16, n_head=8, n_embd=512),
+    "paper-300m": ModelConfig(n_layer=24, n_head=16, n_embd=1024),
+    "paper-700m": ModelConfig(n_layer=36, n_head=20, n_embd=1280),
+}
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1's elementwise flag)."""
+
+    def __init__(self, ndim: int, bias: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, t, c = x.shape
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        shape = (b, t, self.n_head, c // self.n_head)
+        return (
+            q.view(shape).transpose(1, 2),
+            k.view(shape).transpose(1, 2),
+            v.view(shape).transpose(1, 2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self._heads(x)
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
+
+    def forward_cached(
+        self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Attention of new tokens over the cache and each other; ``mask`` is additive (B,1,T,P+T)."""
+        b, t, c = x.shape
+        q, k, v = self._heads(x)
+        k = torch.cat([past_k, k], dim=2)
+        v = torch.cat([past_v, v], dim=2)
+        # Written out rather than with scaled_dot_product_attention so the exported graph has
+        # plain ops that every onnxruntime provider runs.
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1))) + mask
+        y = torch.softmax(att, dim=-1) @ v
+        return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c)), k, v
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight  # tied embeddings
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        """Parameters, counting the tied embedding once (position embeddings included)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, vocab) for a batch of windows starting at position 0."""
+        _, t = idx.shape
+        if t > self.config.block_size:
+            raise ValueError(f"sequence of {t} tokens exceeds block size {self.config.block_size}")
+        pos = torch.arange(t, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        return self.lm_head(self.transformer.ln_f(x))
+
+    def forward_cached(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        past: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Incremental decoding, the graph that ``transcend export`` writes.
+
+        input_ids, position_ids: (B, T) int64. attention_mask: (B, T, P+T) bool, True where a new
+        token may attend (the cached tokens and itself, and for a tree of continuations its own
+        ancestors). past: (n_layer, 2, B, n_head, P, head_dim). Returns logits (B, T, vocab) and
+        the cache extended with the new tokens, (n_layer, 2, B, n_head, P+T, head_dim).
+        """
+        x = self.transformer.wte(input_ids) + self.transformer.wpe(position_ids)
+        neg = torch.finfo(x.dtype).min
+        mask = torch.where(attention_mask, 0.0, neg).to(x.dtype).unsqueeze(1)
+        presents = []
+        for i, block in enumerate(self.transformer.h):
+            a, k, v = block.attn.forward_cached(block.ln_1(x), past[i, 0], past[i, 1], mask)
+            x = x + a
+            x = x + block.mlp(block.ln_2(x))
+            presents.append(torch.stack([k, v]))
+        logits = self.lm_head(self.transformer.ln_f(x))
+        return logits, torch.stack(presents)
+
+    def configure_optimizer(
+        self, lr: float, weight_decay: float, betas: tuple[float, float], device_type: str
+    ) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device_type == "cuda")
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token (forward and backward), as in the PaLM appendix."""
+        c = self.config
+        n = self.num_params() - self.transformer.wpe.weight.numel()
+        return 6 * n + 12 * c.n_layer * c.n_embd * c.block_size
