@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny exported model and the Stockfish binary."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained `tiny` model exported to ONNX (random weights, seed 0): enough for protocol
+    and plumbing tests, which must not depend on playing strength."""
+    import torch
+
+    from transcend.training.export import export_onnx, metadata_for
+    from transcend.training.model import CONFIGS, GPT
+
+    torch.manual_seed(0)
+    model = GPT(CONFIGS["tiny"])
+    out = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    export_onnx(model, out, metadata_for(model, {"data": {"max_rating": 1000}}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def stockfish() -> str:
+    """Path of Stockfish; tests that need it are skipped only when it is truly absent."""
+    from transcend.evaluation.players import find_stockfish
+
+    try:
+        return find_stockfish()
+    except FileNotFoundError:
+        if shutil.which("apt-get"):
+            pytest.fail("Stockfish is missing: `make test` installs it (apt-get install stockfish)")
+        pytest.skip("Stockfish is not installed")
