@@ -7,11 +7,13 @@ for tournament opponents::
     sf:skill=0,nodes=60,eps=0.3,elo=900  60 nodes a move, 30% uniformly random moves, label 900
     random                              a uniformly random legal mover
     uci:name=mine,cmd=transcend-uci --temp 0.5
+    uci:name=m,option.Temperature=0.5,cmd=transcend-uci --model m.onnx
     transcend-uci --temp 0.5            any other text is a UCI command line
 
 Keys for every kind: ``name`` (shown in PGN), ``eps`` (probability of a uniformly random legal
 move instead of the engine's), ``elo`` (the rating label written to PGN), ``nodes``, ``time``
 (seconds a move), ``depth``. Stockfish also takes ``skill``, ``threads``, ``hash`` and ``path``;
+``option.NAME=VALUE`` sets any UCI option (``sf`` and ``uci`` players; NAME keeps its case).
 ``cmd`` must come last in a ``uci:`` spec because it takes the rest of the line.
 """
 
@@ -57,6 +59,25 @@ class PlayerSpec:
     elo: int | None = None
     text: str = ""
 
+    @property
+    def temperature(self) -> float | None:
+        """The sampling temperature of a transcend engine: its ``Temperature`` option, or the
+        ``--temp`` / ``--temperature`` argument of its command line; None when there is none."""
+        for key, value in self.options.items():
+            if key.lower() == "temperature":
+                return _float_or_none(value)
+        for i, word in enumerate(self.command):
+            flag, eq, value = word.partition("=")
+            if flag in ("--temp", "--temperature"):
+                if not eq:
+                    value = self.command[i + 1] if i + 1 < len(self.command) else ""
+                return _float_or_none(value)
+        return None
+
+    def has_limit(self) -> bool:
+        """Whether the spec sets its own per-move budget (``nodes``, ``time`` or ``depth``)."""
+        return self.nodes is not None or self.time is not None or self.depth is not None
+
     def limit(self) -> chess.engine.Limit:
         """The search budget for ``chess.engine`` (0.1 s a move when none is given)."""
         if self.nodes is None and self.time is None and self.depth is None:
@@ -76,6 +97,21 @@ class PlayerSpec:
         return " ".join(parts)
 
 
+def _float_or_none(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _option_value(value: str) -> str | int:
+    # Spin options arrive as text; integers are passed on as numbers, everything else verbatim.
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
 def _number(key: str, value: str, kind: type) -> int | float:
     try:
         return kind(value)
@@ -93,19 +129,20 @@ def parse_spec(text: str) -> PlayerSpec:
     if kind in ("stockfish",):
         kind = "sf"
     if kind not in ("sf", "random", "uci"):
-        return PlayerSpec(kind="uci", name=os.path.basename(shlex.split(text)[0]),
-                          command=shlex.split(text), text=text)
+        bare = PlayerSpec(kind="uci", name="", command=shlex.split(text), text=text)
+        bare.name = default_name(bare)
+        return bare
     pairs: dict[str, str] = {}
     while rest:
-        key, eq, value = rest.partition("=")
-        key = key.strip().lower()
+        raw_key, eq, value = rest.partition("=")
+        key = raw_key.strip().lower()
         if not eq or not key:
             raise SpecError(f"expected key=value in player spec {text!r}")
         if key == "cmd":
             pairs[key] = value.strip()
             break
         value, _, rest = value.partition(",")
-        pairs[key] = value.strip()
+        pairs[raw_key.strip() if key.startswith("option.") else key] = value.strip()
     spec = PlayerSpec(kind=kind, name="", text=text)
     for key, value in pairs.items():
         if key == "name":
@@ -122,6 +159,8 @@ def parse_spec(text: str) -> PlayerSpec:
             spec.time = float(_number(key, value, float))
         elif key == "depth":
             spec.depth = int(_number(key, value, int))
+        elif key.lower().startswith("option.") and kind != "random" and key[7:]:
+            spec.options[key[7:]] = _option_value(value)
         elif key == "cmd" and kind == "uci":
             spec.command = shlex.split(value)
         elif kind == "sf" and key == "skill":
@@ -162,6 +201,8 @@ def default_name(spec: PlayerSpec) -> str:
         parts.append(f"d{spec.depth}")
     if spec.eps:
         parts.append(f"eps{spec.eps:g}")
+    if spec.kind == "uci" and (temperature := spec.temperature) is not None:
+        parts.append(f"T{temperature:g}")
     return "-".join(parts)
 
 

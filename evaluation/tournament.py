@@ -1,0 +1,616 @@
+"""Tournaments of UCI engines: gauntlets and round robins with clocks the runner enforces.
+
+Every game runs on python-chess's asyncio engine API; ``concurrency`` games run at once, each
+worker with its own engine processes. The runner keeps the clocks itself: an engine that does
+not answer within its budget plus ``margin`` seconds loses on time and is killed (its whole
+process group) and restarted for the next game. An illegal move, no move, or a crash forfeits the
+game. Finished games are appended to the PGN as they end, so a tournament that is interrupted
+continues where it stopped when run again with the same arguments.
+
+Pairings are deterministic: game ``k`` of a pairing uses opening ``k // 2`` (each opening once with
+each colour), and the first player of the pairing has White in even games.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import chess
+import chess.engine
+import chess.pgn
+import click
+from transcend.evaluation.openings import Opening, bundled_openings, load_openings
+from transcend.evaluation.players import PlayerSpec, parse_spec
+from transcend.evaluation.ratings import Outcome, bradley_terry, format_table, spec_anchors
+
+TERMINATIONS = ("normal", "time forfeit", "illegal move", "crash", "adjudication")
+FORFEITS = ("time forfeit", "illegal move", "crash")
+ILLEGAL_INFO = re.compile(r"illegal attempts\s+(\d+)")
+STARTUP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class TimeControl:
+    """A game clock: ``base`` seconds for the game plus ``increment`` a move."""
+
+    base: float
+    increment: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> TimeControl:
+        """``BASE`` or ``BASE+INC`` in seconds, as in PGN's TimeControl tag (e.g. ``10+0.1``)."""
+        base, _, inc = text.strip().partition("+")
+        try:
+            tc = cls(float(base), float(inc or 0))
+        except ValueError:
+            raise ValueError(f"time control {text!r} must look like BASE+INC in seconds, "
+                             "e.g. 10+0.1") from None
+        if tc.base <= 0 or tc.increment < 0:
+            raise ValueError(f"time control {text!r} needs a positive base and increment >= 0")
+        return tc
+
+    def __str__(self) -> str:
+        return f"{self.base:g}+{self.increment:g}" if self.increment else f"{self.base:g}"
+
+
+@dataclass
+class Settings:
+    """How games are played; the same for every game of a tournament."""
+
+    tc: TimeControl | None = None
+    max_moves: int | None = None
+    margin: float = 1.0  # seconds an engine may overrun its budget before it loses on time
+    move_timeout: float = 60.0  # for moves with no time budget at all (nodes or depth limits)
+    seed: int = 0
+    event: str = "transcend tournament"
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    index: int  # 0-based, across the tournament; Round = index + 1 in the PGN
+    white: int
+    black: int
+    opening: int | None
+
+
+@dataclass
+class GameResult:
+    index: int
+    white: str
+    black: str
+    result: str
+    termination: str
+    plies: int
+    illegal: dict[bool, int] = field(default_factory=dict)  # colour -> illegal attempts
+    moves: dict[bool, int] = field(default_factory=dict)  # colour -> moves that reported them
+
+    def score(self, name: str) -> float:
+        white_score = {"1-0": 1.0, "0-1": 0.0}.get(self.result, 0.5)
+        return white_score if name == self.white else 1.0 - white_score
+
+    def forfeited_by(self) -> str | None:
+        if self.termination not in FORFEITS:
+            return None
+        return self.black if self.result == "1-0" else self.white
+
+
+@dataclass
+class TournamentResult:
+    players: list[PlayerSpec]
+    games: list[GameResult]
+    pgn: Path | None
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.players]
+
+    def standings(self) -> list[tuple[str, int, float, int, int, int, int]]:
+        """(name, games, points, wins, draws, losses, forfeits), best first."""
+        rows = []
+        for name in self.names:
+            mine = [g for g in self.games if name in (g.white, g.black)]
+            scores = [g.score(name) for g in mine]
+            forfeits = sum(g.forfeited_by() == name for g in mine)
+            rows.append((name, len(mine), sum(scores), scores.count(1.0), scores.count(0.5),
+                         scores.count(0.0), forfeits))
+        return sorted(rows, key=lambda r: (-(r[2] / r[1]) if r[1] else 0.0, r[0]))
+
+    def matrix(self) -> dict[tuple[str, str], tuple[float, int]]:
+        """(row, column) -> (row's points against column, games)."""
+        cells: dict[tuple[str, str], tuple[float, int]] = {}
+        for g in self.games:
+            for me, other in ((g.white, g.black), (g.black, g.white)):
+                points, games = cells.get((me, other), (0.0, 0))
+                cells[me, other] = (points + g.score(me), games + 1)
+        return cells
+
+    def outcomes(self) -> list[Outcome]:
+        specs = {p.name: p.text for p in self.players}
+        return [Outcome(g.white, g.black, g.score(g.white), specs.get(g.white, ""),
+                        specs.get(g.black, "")) for g in self.games]
+
+
+def unique_names(specs: list[PlayerSpec]) -> None:
+    """Give players that share a name a numbered suffix, so results never mix."""
+    seen: dict[str, int] = {}
+    for spec in specs:
+        seen[spec.name] = seen.get(spec.name, 0) + 1
+        if seen[spec.name] > 1:
+            spec.name = f"{spec.name}#{seen[spec.name]}"
+
+
+def schedule(n_engines: int, n_players: int, games: int, round_robin: bool,
+             n_openings: int) -> list[Scheduled]:
+    """All games in play order; players 0..n_engines-1 are the engines, the rest opponents."""
+    if round_robin:
+        pairs = [(a, b) for a in range(n_players) for b in range(a + 1, n_players)]
+    else:
+        pairs = [(e, o) for e in range(n_engines) for o in range(n_engines, n_players)]
+    out: list[Scheduled] = []
+    for first, second in pairs:
+        for k in range(games):
+            white, black = (first, second) if k % 2 == 0 else (second, first)
+            opening = (k // 2) % n_openings if n_openings else None
+            out.append(Scheduled(len(out), white, black, opening))
+    return out
+
+
+def _options_for(protocol: chess.engine.UciProtocol, spec: PlayerSpec
+                 ) -> dict[str, chess.engine.ConfigValue]:
+    options: dict[str, chess.engine.ConfigValue] = {}
+    for name, value in spec.options.items():
+        if name not in protocol.options:
+            raise chess.engine.EngineError(f"{spec.name} has no UCI option {name!r}")
+        if protocol.options[name].type == "check":
+            options[name] = str(value).lower() in ("true", "1", "yes", "on")
+        else:
+            options[name] = value
+    return options
+
+
+class EngineSlot:
+    """One player's engine process in one worker; started on demand, killed after a failure."""
+
+    def __init__(self, spec: PlayerSpec) -> None:
+        self.spec = spec
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.protocol: chess.engine.UciProtocol | None = None
+
+    async def start(self) -> chess.engine.UciProtocol:
+        if self.protocol is not None and self.protocol.returncode.done():
+            self.kill()
+        if self.protocol is None:
+            # Its own process group, so a hung engine's children die with it and Ctrl-C in the
+            # terminal reaches only the runner, which then closes every engine itself.
+            self.transport, self.protocol = await asyncio.wait_for(
+                chess.engine.popen_uci(self.spec.command, setpgrp=True,
+                                       stderr=asyncio.subprocess.DEVNULL),
+                STARTUP_TIMEOUT)
+            await asyncio.wait_for(self.protocol.configure(_options_for(self.protocol, self.spec)),
+                                   STARTUP_TIMEOUT)
+        return self.protocol
+
+    def kill(self) -> None:
+        if self.transport is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.transport.get_pid(), signal.SIGKILL)
+            self.transport.close()
+        self.transport = self.protocol = None
+
+    async def close(self) -> None:
+        if self.protocol is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.protocol.quit(), 2.0)
+        self.kill()
+
+
+@dataclass
+class _Move:
+    move: chess.Move | None = None
+    failure: str | None = None  # a termination from FORFEITS
+    reason: str = ""
+    illegal: int | None = None
+
+
+async def _engine_move(slot: EngineSlot, board: chess.Board, limit: chess.engine.Limit,
+                       budget: float, game: object) -> _Move:
+    try:
+        protocol = await slot.start()
+    except (asyncio.TimeoutError, chess.engine.EngineError, OSError) as exc:
+        slot.kill()
+        return _Move(failure="crash", reason=f"did not start: {exc or 'timeout'}")
+    try:
+        played = await asyncio.wait_for(
+            protocol.play(board, limit, game=game, info=chess.engine.INFO_BASIC), budget)
+    except asyncio.TimeoutError:
+        slot.kill()
+        return _Move(failure="time forfeit", reason=f"no move within {budget:.2f} s")
+    except chess.engine.EngineTerminatedError:
+        slot.kill()
+        return _Move(failure="crash", reason="the engine process exited")
+    except chess.engine.EngineError as exc:
+        slot.kill()
+        text = str(exc)
+        if "uci" in text:  # python-chess rejects an illegal or unparsable bestmove this way
+            return _Move(failure="illegal move", reason=text.split(" in ")[0])
+        return _Move(failure="crash", reason=text)
+    found = ILLEGAL_INFO.search(str(played.info.get("string", "")))
+    illegal = int(found.group(1)) if found else None
+    if played.move is None or played.move not in board.legal_moves:
+        slot.kill()
+        return _Move(failure="illegal move", reason="no move", illegal=illegal)
+    return _Move(move=played.move, illegal=illegal)
+
+
+def _limit_text(spec: PlayerSpec, settings: Settings) -> str:
+    if spec.kind == "random" or spec.eps >= 1.0:
+        return "none"
+    if spec.has_limit() or settings.tc is None:
+        return spec.go_arguments()
+    return f"tc {settings.tc}"
+
+
+async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int, EngineSlot],
+                    openings: list[Opening], settings: Settings) -> tuple[GameResult, str]:
+    """Play one scheduled game; returns its result and its PGN text."""
+    start = openings[game.opening].board.copy() if game.opening is not None else chess.Board()
+    board = start.copy()
+    book_plies = len(board.move_stack)
+    side_index = {chess.WHITE: game.white, chess.BLACK: game.black}
+    rng = random.Random(f"{settings.seed}:{game.index}")
+    clocks = {c: settings.tc.base if settings.tc else 0.0 for c in (chess.WHITE, chess.BLACK)}
+    illegal: dict[bool, int] = {}
+    reported: dict[bool, int] = {}
+    key = object()  # a new identity per game: python-chess then sends ucinewgame
+    result = termination = reason = ""
+    while True:
+        if (outcome := board.outcome(claim_draw=True)) is not None:
+            result, termination = outcome.result(), "normal"
+            reason = outcome.termination.name.lower().replace("_", " ")
+            break
+        if settings.max_moves and len(board.move_stack) >= 2 * settings.max_moves:
+            result, termination = "1/2-1/2", "adjudication"
+            reason = f"still running after {settings.max_moves} moves: scored as a draw"
+            break
+        colour = board.turn
+        spec = players[side_index[colour]]
+        legal = list(board.legal_moves)
+        if spec.kind == "random" or (spec.eps and rng.random() < spec.eps):
+            board.push(rng.choice(legal))
+            continue
+        slot = slots[side_index[colour]]
+        if spec.has_limit() or settings.tc is None:
+            limit = spec.limit()
+            budget = (limit.time if limit.time is not None else settings.move_timeout)
+            budget += settings.margin
+        else:
+            tc = settings.tc
+            limit = chess.engine.Limit(white_clock=clocks[chess.WHITE],
+                                       black_clock=clocks[chess.BLACK],
+                                       white_inc=tc.increment, black_inc=tc.increment)
+            budget = clocks[colour] + settings.margin
+        began = time.perf_counter()
+        answer = await _engine_move(slot, board, limit, budget, key)
+        clocks[colour] = max(0.0, clocks[colour] - (time.perf_counter() - began))
+        if settings.tc:
+            clocks[colour] += settings.tc.increment
+        if answer.illegal is not None:
+            illegal[colour] = illegal.get(colour, 0) + answer.illegal
+            reported[colour] = reported.get(colour, 0) + (answer.move is not None)
+        if answer.failure:
+            result = "0-1" if colour == chess.WHITE else "1-0"
+            termination = answer.failure
+            side = "White" if colour == chess.WHITE else "Black"
+            reason = f"{side} forfeits ({answer.failure}): {answer.reason}"
+            break
+        assert answer.move is not None
+        board.push(answer.move)
+    record = GameResult(game.index, players[game.white].name, players[game.black].name, result,
+                        termination, len(board.move_stack) - book_plies, illegal, reported)
+    return record, _pgn(record, board, start, game, players, settings, reason, book_plies)
+
+
+def _pgn(record: GameResult, board: chess.Board, start: chess.Board, game: Scheduled,
+         players: list[PlayerSpec], settings: Settings, reason: str, book_plies: int) -> str:
+    pgn = chess.pgn.Game.from_board(board)
+    headers = pgn.headers
+    headers["Event"] = settings.event
+    headers["Site"] = socket.gethostname() or "?"
+    headers["Date"] = datetime.date.today().strftime("%Y.%m.%d")
+    headers["Round"] = str(game.index + 1)
+    headers["White"], headers["Black"] = record.white, record.black
+    headers["Result"] = record.result
+    for colour, index in (("White", game.white), ("Black", game.black)):
+        spec = players[index]
+        if spec.elo is not None:
+            headers[f"{colour}Elo"] = str(spec.elo)
+    clocked = settings.tc is not None and any(
+        not players[i].has_limit() and players[i].kind != "random"
+        for i in (game.white, game.black))
+    headers["TimeControl"] = str(settings.tc) if clocked else "-"
+    headers["Termination"] = record.termination
+    headers["PlyCount"] = str(len(board.move_stack))
+    for colour, index, side in (("White", game.white, True), ("Black", game.black, False)):
+        spec = players[index]
+        headers[f"{colour}Spec"] = spec.text
+        headers[f"{colour}Limit"] = _limit_text(spec, settings)
+        if spec.options:
+            headers[f"{colour}Options"] = ", ".join(f"{k}={v}" for k, v in spec.options.items())
+        if spec.temperature is not None:
+            headers[f"{colour}Temperature"] = f"{spec.temperature:g}"
+        if side in record.moves:
+            headers[f"{colour}IllegalAttempts"] = str(record.illegal.get(side, 0))
+            headers[f"{colour}ReportedMoves"] = str(record.moves[side])
+    if settings.max_moves:
+        headers["MaxMoves"] = str(settings.max_moves)
+    if game.opening is not None and book_plies:
+        headers["Opening"] = start.root().variation_san(start.move_stack)
+    node = pgn.end()
+    if node is not pgn:
+        node.comment = reason
+    else:
+        pgn.comment = reason
+    exporter = chess.pgn.StringExporter(headers=True, variations=False, comments=True)
+    return pgn.accept(exporter) + "\n\n"
+
+
+def read_results(pgn: Path) -> list[tuple[GameResult, str]]:
+    """Finished games of a tournament PGN with their text (for resuming)."""
+    found: list[tuple[GameResult, str]] = []
+    with open(pgn, encoding="utf-8", errors="replace") as handle:
+        while (game := chess.pgn.read_game(handle)) is not None:
+            h = game.headers
+            if h.get("Result", "*") == "*" or not h.get("Round", "").isdigit():
+                continue
+            illegal, moves = {}, {}
+            for colour, side in (("White", True), ("Black", False)):
+                if f"{colour}ReportedMoves" in h:
+                    illegal[side] = int(h[f"{colour}IllegalAttempts"])
+                    moves[side] = int(h[f"{colour}ReportedMoves"])
+            record = GameResult(int(h["Round"]) - 1, h["White"], h["Black"], h["Result"],
+                                h.get("Termination", "normal"), len(list(game.mainline_moves())),
+                                illegal, moves)
+            exporter = chess.pgn.StringExporter(headers=True, variations=False, comments=True)
+            found.append((record, game.accept(exporter) + "\n\n"))
+    return found
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+class Progress:
+    """A live standings table on a terminal; one line per finished game otherwise."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.drawn = 0
+
+    def update(self, done: int, game: GameResult, result: TournamentResult) -> None:
+        if not self.enabled:
+            return
+        line = (f"game {done}/{self.total}: {game.white} - {game.black} {game.result} "
+                f"({game.termination}, {game.plies} plies)")
+        if not self.tty:
+            print(line, file=sys.stderr, flush=True)
+            return
+        text = line + "\n" + standings_table(result)
+        if self.drawn:
+            sys.stderr.write(f"\x1b[{self.drawn}F\x1b[J")  # back to the table's first line
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+        self.drawn = text.count("\n") + 1
+
+
+def standings_table(result: TournamentResult) -> str:
+    width = max([len(n) for n in result.names] + [6])
+    lines = [f"{'player':<{width}}  {'games':>5}  {'points':>6}  {'score':>6}  "
+             f"{'W-D-L':>11}  {'forfeits':>8}"]
+    for name, games, points, wins, draws, losses, forfeits in result.standings():
+        score = f"{100 * points / games:5.1f}%" if games else "     -"
+        lines.append(f"{name:<{width}}  {games:>5}  {points:>6g}  {score:>6}  "
+                     f"{f'{wins}-{draws}-{losses}':>11}  {forfeits:>8}")
+    return "\n".join(lines)
+
+
+def matrix_table(result: TournamentResult) -> str:
+    names = result.names
+    cells = result.matrix()
+    width = max([len(n) for n in names] + [6])
+    cols = [n for n in names if any((r, n) in cells for r in names)]
+    colw = max([len(c) for c in cols] + [7])
+    lines = [" " * width + "  " + "  ".join(f"{c:>{colw}}" for c in cols)]
+    for row in names:
+        if not any((row, c) in cells for c in cols):
+            continue
+        text = []
+        for col in cols:
+            points, games = cells.get((row, col), (0.0, 0))
+            text.append(f"{f'{points:g}/{games}' if games else '-':>{colw}}")
+        lines.append(f"{row:<{width}}  " + "  ".join(text))
+    return "\n".join(lines)
+
+
+async def _check_engines(players: list[PlayerSpec]) -> None:
+    """Start every engine once before the first game, so a wrong command is one clear error."""
+    for spec in players:
+        if spec.kind == "random" or spec.eps >= 1.0:
+            continue
+        slot = EngineSlot(spec)
+        try:
+            await slot.start()
+        except asyncio.TimeoutError:
+            raise ValueError(f"{spec.name} ({' '.join(spec.command)}) did not complete the UCI "
+                             f"handshake within {STARTUP_TIMEOUT:g} s") from None
+        except (chess.engine.EngineError, chess.engine.EngineTerminatedError, OSError) as exc:
+            raise ValueError(f"{spec.name} ({' '.join(spec.command)}) failed to start: "
+                             f"{exc}") from None
+        finally:
+            await slot.close()
+
+
+async def _run(players: list[PlayerSpec], todo: list[Scheduled], openings: list[Opening],
+               settings: Settings, concurrency: int, result: TournamentResult,
+               on_game: Callable[[GameResult, str], None]) -> None:
+    await _check_engines(players)
+    queue: asyncio.Queue[Scheduled] = asyncio.Queue()
+    for game in todo:
+        queue.put_nowait(game)
+
+    async def worker() -> None:
+        slots: dict[int, EngineSlot] = {}
+        try:
+            while not queue.empty():
+                game = queue.get_nowait()
+                for index in [i for i in slots if i not in (game.white, game.black)]:
+                    await slots.pop(index).close()  # keep only this game's engines running
+                for index in (game.white, game.black):
+                    slots.setdefault(index, EngineSlot(players[index]))
+                record, text = await play_game(game, players, slots, openings, settings)
+                result.games.append(record)
+                on_game(record, text)
+        finally:
+            for slot in slots.values():
+                await slot.close()
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(todo))))))
+
+
+def run_tournament(engines: Sequence[str | PlayerSpec], opponents: Sequence[str | PlayerSpec],
+                   games: int, *, round_robin: bool = False, openings: Path | None = None,
+                   pgn: Path | None = None, concurrency: int = 1, settings: Settings | None = None,
+                   progress: bool = False) -> TournamentResult:
+    """Play a gauntlet (every engine against every opponent) or a round robin of all players.
+
+    ``games`` is the number of games of each pairing. With ``pgn``, games already in that file
+    (same round, same players) are not played again, and new games are appended as they end.
+    """
+    settings = settings or Settings()
+    players = [s if isinstance(s, PlayerSpec) else parse_spec(s) for s in (*engines, *opponents)]
+    if games < 1:
+        raise ValueError("--games must be at least 1")
+    if len(players) < 2 or (not round_robin and (not engines or not opponents)):
+        raise ValueError("a tournament needs at least two players: give --engine and "
+                         "--opponent (or --round-robin with two or more players)")
+    unique_names(players)
+    book = load_openings(openings) if openings else []
+    plan = schedule(len(engines), len(players), games, round_robin, len(book))
+    result = TournamentResult(players, [], pgn)
+    done: set[int] = set()
+    if pgn is not None and pgn.exists():
+        kept = []
+        for record, text in read_results(pgn):
+            if record.index >= len(plan):
+                raise ValueError(f"{pgn} holds game {record.index + 1}, beyond this tournament's "
+                                 f"{len(plan)} games: use another --pgn")
+            want = plan[record.index]
+            if (record.white, record.black) != (players[want.white].name,
+                                                players[want.black].name):
+                raise ValueError(f"{pgn} holds another tournament (game {record.index + 1} is "
+                                 f"{record.white} - {record.black}): use another --pgn")
+            if record.index not in done:
+                done.add(record.index)
+                result.games.append(record)
+                kept.append(text)
+        # Rewritten without any half-written last game before new games are appended.
+        _write_atomic(pgn, "".join(kept))
+    todo = [g for g in plan if g.index not in done]
+    meter = Progress(len(plan), progress)
+    handle = open(pgn, "a", encoding="utf-8") if pgn is not None else None  # noqa: SIM115
+
+    def on_game(record: GameResult, text: str) -> None:
+        if handle is not None:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        meter.update(len(result.games), record, result)
+
+    try:
+        if todo:
+            asyncio.run(_run(players, todo, book, settings, concurrency, result, on_game))
+    finally:
+        if handle is not None:
+            handle.close()
+    result.games.sort(key=lambda g: g.index)
+    return result
+
+
+def summary(result: TournamentResult) -> str:
+    """Standings, the results matrix, forfeits and a rating list, for people."""
+    parts = [standings_table(result), "", matrix_table(result)]
+    forfeits: dict[str, int] = {}
+    for g in result.games:
+        if g.termination in FORFEITS:
+            forfeits[g.termination] = forfeits.get(g.termination, 0) + 1
+    parts += ["", "forfeits: " + (", ".join(f"{k} {v}" for k, v in forfeits.items()) or "none")]
+    outcomes = result.outcomes()
+    if outcomes:
+        try:
+            ratings = bradley_terry(outcomes, spec_anchors(outcomes))
+            parts += ["", format_table(ratings, "Maximum-likelihood Elo")]
+        except ValueError as exc:
+            parts += ["", f"no rating list: {exc}"]
+    return "\n".join(parts)
+
+
+@click.command("tournament")
+@click.option("--engine", "engines", multiple=True, metavar="CMD",
+              help="An engine: a UCI command line or a player spec (repeatable).")
+@click.option("--opponent", "opponents", multiple=True, metavar="SPEC",
+              help="An opponent: sf:skill=K,time=S, sf:skill=K,nodes=N, random, uci:..., or a "
+                   "command line (repeatable).")
+@click.option("--games", type=int, default=2, show_default=True, help="Games per pairing.")
+@click.option("--round-robin", is_flag=True, help="Every player against every other.")
+@click.option("--openings", type=click.Path(dir_okay=False, path_type=Path),
+              help="Opening book (.pgn or .epd); 'default' for the bundled balanced suite.")
+@click.option("--pgn", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every game here; an existing file is resumed.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max-moves", type=click.IntRange(min=1), default=None,
+              help="Score a game still running after this many moves as a draw (paper: 90).")
+@click.option("--tc", default=None, metavar="BASE+INC",
+              help="Game clock in seconds for players without their own time/nodes/depth.")
+@click.option("--margin", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="Seconds an engine may overrun its time before it loses on time.")
+@click.option("--move-timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="Longest wait for a move searched by nodes or depth.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of random movers and noise.")
+@click.option("--event", default="transcend tournament", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def tournament_command(engines: tuple[str, ...], opponents: tuple[str, ...], games: int,
+                       round_robin: bool, openings: Path | None, pgn: Path | None,
+                       concurrency: int, max_moves: int | None, tc: str | None, margin: float,
+                       move_timeout: float, seed: int, event: str, quiet: bool) -> None:
+    """Play a gauntlet (or round robin) of UCI engines and print standings and ratings."""
+    if openings is not None and str(openings) == "default":
+        openings = bundled_openings()
+    elif openings is not None and not openings.exists():
+        raise click.BadParameter(f"{openings} does not exist", param_hint="--openings")
+    settings = Settings(TimeControl.parse(tc) if tc else None, max_moves, margin, move_timeout,
+                        seed, event)
+    result = run_tournament(list(engines), list(opponents), games, round_robin=round_robin,
+                            openings=openings, pgn=pgn, concurrency=concurrency,
+                            settings=settings, progress=not quiet)
+    click.echo(summary(result))
+    if pgn is not None:
+        click.echo(f"\nPGN: {pgn}")
+
