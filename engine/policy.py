@@ -1,0 +1,695 @@
+"""The model as a chess policy: exact probabilities of legal moves, and sampling from them.
+
+A move's text is its SAN, and a move is complete when the model writes a terminator after it
+(``" "`` or ``";"``), so ``O-O`` and ``O-O-O`` are different texts. Every legal move is scored in
+one onnxruntime call: the SANs form a tree of characters (a trie) whose nodes run as new tokens
+after the cached prompt, each attending to the cache and to its own ancestors only. The key/value
+cache is kept between calls, so a position that extends the previous one runs only its new
+characters.
+
+Sampling modes (see ``docs/engine.md``):
+
+``token``  characters sampled one by one from softmax(logits / T), restricted at each step to the
+           characters that continue some legal move (the paper's temperature, always legal);
+``move``   the exact probability p of every legal move, then p^(1/T) renormalised;
+``paper``  the paper's protocol: up to 10 unconstrained characters, re-sampled on an illegal
+           move up to 5 attempts, then ``token`` mode.
+
+No torch here: the engine runs on onnxruntime and numpy alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import chess
+import numpy as np
+from transcend.engine.transcript import (
+    MOVE_TERMINATORS,
+    STOI,
+    VOCAB,
+    VOCAB_SIZE,
+    decode,
+    encode,
+    prompt,
+)
+
+MODES = ("token", "move", "paper")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+# The paper's protocol: characters generated per attempt, and attempts before giving up.
+PAPER_MAX_CHARS = 10
+PAPER_ATTEMPTS = 5
+# Room kept after the prompt: the longest SAN is 7 characters, a paper attempt writes 10.
+WINDOW_MARGIN = PAPER_MAX_CHARS
+# A rough upper bound of transcript characters per ply, used to space the window shifts.
+CHARS_PER_PLY = 7
+_END = VOCAB_SIZE  # column of the "move complete" pseudo-character in the score tables
+_TERMINATOR_IDS = [STOI[c] for c in MOVE_TERMINATORS]
+
+
+class ModelError(ValueError):
+    """A model file that is missing, unreadable or not a chess character model."""
+
+
+def default_model_path() -> Path:
+    """The bundled model, ``models/default.onnx`` inside the installed package."""
+    return Path(str(resources.files("transcend.models"))) / "default.onnx"
+
+
+@dataclass
+class ModelInfo:
+    """What the engine knows about a model: its metadata and where it runs."""
+
+    path: Path
+    block_size: int
+    n_layer: int
+    n_head: int
+    head_dim: int
+    n_params: int | None = None
+    max_rating: int | None = None
+    # (temperature, elo) points written by `transcend sweep`, sorted by temperature.
+    calibration: list[tuple[float, float]] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    provider: str = ""
+    device_note: str = ""  # why the requested device was not used, when it was not
+
+
+@dataclass
+class Choice:
+    """A chosen move and how it was chosen."""
+
+    move: chess.Move
+    # The distribution the move was drawn from (for `paper`, the `token` distribution that a
+    # fallback uses), over the legal (or searched) moves.
+    probabilities: dict[chess.Move, float]
+    illegal_attempts: int = 0  # `paper` mode: attempts that gave no legal move
+    fallback: bool = False  # `paper` mode: every attempt was illegal, the move is from `token`
+    attempts: list[str] = field(default_factory=list)  # `paper` mode: the texts generated
+    nodes: int = 0  # tokens run through the model for this move
+
+
+# ---------------------------------------------------------------------------------------------
+# Model file and session
+
+
+def _read_varint(fh: io.BufferedReader) -> int:
+    shift = result = 0
+    while True:
+        byte = fh.read(1)
+        if not byte:
+            raise EOFError
+        result |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return result
+        shift += 7
+        if shift > 63:
+            raise ValueError("bad varint")
+
+
+def _parse_entry(data: bytes) -> tuple[str, str]:
+    """A StringStringEntryProto: field 1 key, field 2 value."""
+    fh = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
+    out = {1: "", 2: ""}
+    while fh.peek(1):
+        tag = _read_varint(fh)
+        if tag & 7 != 2:
+            raise ValueError("bad metadata entry")
+        out[tag >> 3] = fh.read(_read_varint(fh)).decode("utf-8")
+    return out[1], out[2]
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The ``custom_metadata_map`` of an ONNX file, read without loading the graph.
+
+    Skims the top-level protobuf fields and seeks past the rest, so it takes milliseconds even
+    for a large model: the engine answers ``uci`` (whose options depend on the metadata) at once.
+    """
+    meta: dict[str, str] = {}
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            while fh.tell() < size:
+                tag = _read_varint(fh)  # type: ignore[arg-type]
+                number, wire = tag >> 3, tag & 7
+                if wire == 0:
+                    _read_varint(fh)  # type: ignore[arg-type]
+                elif wire == 1:
+                    fh.seek(8, os.SEEK_CUR)
+                elif wire == 5:
+                    fh.seek(4, os.SEEK_CUR)
+                elif wire == 2:
+                    length = _read_varint(fh)  # type: ignore[arg-type]
+                    if number == 14:  # ModelProto.metadata_props
+                        key, value = _parse_entry(fh.read(length))
+                        meta[key] = value
+                    else:
+                        fh.seek(length, os.SEEK_CUR)
+                else:
+                    raise ValueError(f"wire type {wire}")
+                if fh.tell() > size:
+                    raise EOFError
+    except (EOFError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path} is not a valid ONNX file ({exc or 'truncated'})") from None
+    return meta
+
+
+def read_model_info(path: str | Path) -> ModelInfo:
+    """Metadata of a model file, checked: it must be a transcend model with our vocabulary."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"no model file at {path}")
+    meta = read_metadata(path)
+    if "vocab" not in meta:
+        raise ModelError(f"{path} has no transcend metadata (make it with `transcend export`)")
+    if meta["vocab"] != VOCAB:
+        raise ModelError(f"{path} has vocabulary {meta['vocab']!r}, the engine needs {VOCAB!r}")
+    try:
+        info = ModelInfo(
+            path=path,
+            block_size=int(meta["block_size"]),
+            n_layer=int(meta["n_layer"]),
+            n_head=int(meta["n_head"]),
+            head_dim=int(meta["head_dim"]),
+            n_params=int(meta["n_params"]) if meta.get("n_params") else None,
+            max_rating=int(float(meta["max_rating"])) if meta.get("max_rating") else None,
+            metadata=meta,
+        )
+        if "calibration" in meta:
+            points = json.loads(meta["calibration"])
+            info.calibration = sorted((float(p["temperature"]), float(p["elo"])) for p in points)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelError(f"{path} has incomplete or bad metadata: {exc}") from None
+    return info
+
+
+def _cuda_driver_note() -> str:
+    """Empty when an NVIDIA driver is present, else why CUDA cannot run."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "no NVIDIA driver found (libcuda.so.1)"
+    return ""
+
+
+def create_session(path: Path, device: str, threads: int) -> tuple[object, str, str]:
+    """An onnxruntime session on ``device``; returns (session, provider, fallback note).
+
+    ``auto`` and ``cuda`` use the GPU when it works and fall back to the CPU otherwise, with the
+    reason in the note; a missing CUDA library never raises and never writes to stderr.
+    """
+    import onnxruntime as ort
+
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = max(0, threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    available = ort.get_available_providers()
+    wanted: list[str] = []
+    note = ""
+    if device in ("auto", "cuda", "tensorrt"):
+        gpu = ["CUDAExecutionProvider"]
+        if device == "tensorrt":
+            gpu.insert(0, "TensorrtExecutionProvider")
+        missing = [p for p in gpu if p not in available]
+        if missing:
+            note = f"{missing[0]} is not in this onnxruntime build (install onnxruntime-gpu)"
+        elif driver := _cuda_driver_note():
+            note = driver
+        else:
+            wanted = gpu
+    if wanted:
+        ort.set_default_logger_severity(4)  # a failed provider is reported below, not on stderr
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+                ort.preload_dlls()  # CUDA libraries installed as pip packages
+            session = ort.InferenceSession(
+                str(path), options, providers=[*wanted, "CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own types for a bad file
+            session, note = None, f"GPU session failed: {str(exc).splitlines()[0][:200]}"
+        finally:
+            ort.set_default_logger_severity(3)
+        if session is not None:
+            used = session.get_providers()[0]
+            if used != "CPUExecutionProvider":
+                return session, used, ""
+            note = "CUDA libraries could not be loaded (needs CUDA 12 and cuDNN 9)"
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"{path} cannot be loaded: {str(exc).splitlines()[0][:300]}") from None
+    return session, "CPUExecutionProvider", note if device != "cpu" else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# The tree of legal moves' characters
+
+
+class _Trie:
+    """The legal moves' SANs as a tree of characters; node i stands for the prefix that ends
+    with ``chars[i]``, and parents come before their children."""
+
+    def __init__(self, moves: list[chess.Move], sans: list[str]) -> None:
+        self.moves = moves
+        self.sans = sans
+        index: dict[str, int] = {}
+        chars: list[int] = []
+        parent: list[int] = []
+        depth: list[int] = []
+        paths: list[list[int]] = []
+        for san in sans:
+            path = []
+            for d in range(1, len(san) + 1):
+                prefix = san[:d]
+                node = index.get(prefix)
+                if node is None:
+                    node = index[prefix] = len(chars)
+                    chars.append(STOI[san[d - 1]])
+                    parent.append(path[-1] if path else -1)
+                    depth.append(d)
+                path.append(node)
+            paths.append(path)
+        n = len(chars)
+        self.n = n
+        self.chars = np.array(chars, dtype=np.int64)
+        self.parent = np.array(parent, dtype=np.int64)
+        self.depth = np.array(depth, dtype=np.int64)
+        self.end_node = np.array([p[-1] for p in paths], dtype=np.int64)
+        width = max((len(p) for p in paths), default=1)
+        # Padded with n: the extra slot of the per-node tables is zero.
+        self.paths = np.full((len(paths), width), n, dtype=np.int64)
+        for m, path in enumerate(paths):
+            self.paths[m, : len(path)] = path
+        self.ancestors = np.zeros((n, n), dtype=bool)
+        for i, p in enumerate(parent):
+            if p >= 0:
+                self.ancestors[i] = self.ancestors[p]
+            self.ancestors[i, i] = True
+        self.children: dict[tuple[int, int], int] = {
+            (p + 1, c): i for i, (p, c) in enumerate(zip(parent, chars, strict=True))
+        }
+        self.complete_at = {int(node) + 1: m for m, node in enumerate(self.end_node)}
+        # Row of the score table that holds each node's parent's logits (0 = the prompt's).
+        self.parent_row = self.parent + 1
+        self.end_row = self.end_node + 1
+
+
+def _masked_logsumexp(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    masked = np.where(mask, scores, -np.inf)
+    top = masked.max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return (np.log(np.exp(masked - top).sum(axis=1, keepdims=True)) + top)[:, 0]
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def token_log_probs(rows: np.ndarray, trie: _Trie, temperature: float) -> np.ndarray:
+    """Log-probability of each move under `token` sampling at ``temperature`` > 0.
+
+    ``rows``: (n + 1, vocab) logits; row 0 after the prompt, row i + 1 after trie node i. At
+    each node the tempered softmax is restricted to the characters that continue a legal move,
+    plus "end" (a space or ``;``) where a SAN is complete, and renormalised.
+    """
+    scaled = rows.astype(np.float64) / temperature
+    table = np.empty((rows.shape[0], VOCAB_SIZE + 1))
+    table[:, :VOCAB_SIZE] = scaled
+    table[:, _END] = np.logaddexp(scaled[:, _TERMINATOR_IDS[0]], scaled[:, _TERMINATOR_IDS[1]])
+    allowed = np.zeros(table.shape, dtype=bool)
+    allowed[trie.parent_row, trie.chars] = True
+    allowed[trie.end_row, _END] = True
+    norm = _masked_logsumexp(table, allowed)
+    edge = np.zeros(trie.n + 1)
+    edge[: trie.n] = table[trie.parent_row, trie.chars] - norm[trie.parent_row]
+    end = table[trie.end_row, _END] - norm[trie.end_row]
+    return edge[trie.paths].sum(axis=1) + end
+
+
+def greedy_token_move(rows: np.ndarray, trie: _Trie) -> int:
+    """Index of the move that `token` sampling writes at temperature 0 (argmax per character)."""
+    row = 0
+    while True:
+        best, best_col = -np.inf, -1
+        for col in range(VOCAB_SIZE):
+            if (row, col) in trie.children and rows[row, col] > best:
+                best, best_col = float(rows[row, col]), col
+        if row in trie.complete_at:
+            end = float(max(rows[row, _TERMINATOR_IDS[0]], rows[row, _TERMINATOR_IDS[1]]))
+            if end > best:
+                return trie.complete_at[row]
+        row = trie.children[(row, best_col)] + 1
+
+
+def move_log_probs(rows: np.ndarray, trie: _Trie) -> np.ndarray:
+    """The model's own (untempered, unrestricted) log-probability of each move's full text."""
+    x = rows.astype(np.float64)
+    logp = x - np.logaddexp.reduce(x, axis=1, keepdims=True)
+    end = np.logaddexp(logp[:, _TERMINATOR_IDS[0]], logp[:, _TERMINATOR_IDS[1]])
+    edge = np.zeros(trie.n + 1)
+    edge[: trie.n] = logp[trie.parent_row, trie.chars]
+    return edge[trie.paths].sum(axis=1) + end[trie.end_row]
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy
+
+
+def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    diff = np.nonzero(a[:n] != b[:n])[0]
+    return int(diff[0]) if len(diff) else n
+
+
+def _sample_index(p: np.ndarray, rng: np.random.Generator) -> int:
+    cum = np.cumsum(p)
+    return int(min(np.searchsorted(cum, rng.random() * cum[-1], side="right"), len(p) - 1))
+
+
+class Policy:
+    """A model file as a chess policy, with a key/value cache kept between calls."""
+
+    def __init__(self, model_path: str | Path, device: str = "auto", threads: int = 0) -> None:
+        self.info = read_model_info(model_path)
+        self.session, self.info.provider, self.info.device_note = create_session(
+            self.info.path, device, threads
+        )
+        self._lock = threading.Lock()
+        # Window shifts move the start by this many plies (even, so it starts at a white move):
+        # about half the window, so the cache is rebuilt rarely.
+        self.shift_plies = max(2, 2 * ((self.info.block_size // 2) // (2 * CHARS_PER_PLY)))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the cache (a new model or to free memory; a new game needs no reset)."""
+        i = self.info
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._past = np.zeros((i.n_layer, 2, 1, i.n_head, 0, i.head_dim), dtype=np.float32)
+        self._logits = np.zeros((0, VOCAB_SIZE), dtype=np.float32)
+        self._san_root = ""
+        self._san_board = chess.Board()
+        self._sans: list[str] = []
+
+    @property
+    def cached_tokens(self) -> int:
+        """How many tokens the cache holds."""
+        return len(self._ids)
+
+    # -- prompts ------------------------------------------------------------------------------
+
+    def _history(self, board: chess.Board) -> tuple[list[str], int, bool]:
+        """(SANs since the root, ply of the root, whether the root is the standard start).
+
+        SANs are remembered between calls: a board that extends the last one costs only its
+        new moves.
+        """
+        root = board.root()
+        key = root.fen()
+        stack = board.move_stack
+        if key != self._san_root:
+            self._san_root, self._san_board, self._sans = key, root, []
+        replay = self._san_board
+        done = replay.move_stack
+        same = 0
+        for a, b in zip(stack, done, strict=False):
+            if a != b:
+                break
+            same += 1
+        # The private board follows the last game: step back to where the games part, then on.
+        while len(done) > same:
+            replay.pop()
+            self._sans.pop()
+        for move in stack[same:]:
+            self._sans.append(replay.san(move))
+            replay.push(move)
+        start = (
+            root.board_fen() == chess.STARTING_BOARD_FEN
+            and root.turn == chess.WHITE
+            and root.castling_rights == chess.BB_CORNERS
+            and root.fullmove_number == 1
+        )
+        first_ply = 0 if start else 2 * (root.fullmove_number - 1) + (root.turn == chess.BLACK)
+        return list(self._sans), first_ply, start
+
+    def prompt_text(self, board: chess.Board) -> str:
+        """The text the model sees before the move to play in ``board``.
+
+        From the standard start it is the game's transcript as in training (``;1.e4 e5 2.``).
+        From a FEN there is no history: the text starts at the FEN's move number, without ``;``
+        (``12.-- `` when black is to move). When the text would not leave room for a move in
+        the model's window, whole moves are dropped from the front so that it starts at a white
+        move number; the start moves in steps of ``shift_plies`` so that it changes rarely.
+        """
+        sans, first_ply, start = self._history(board)
+        budget = self.info.block_size - WINDOW_MARGIN
+        text = prompt(sans, first_ply, game_start=start)
+        if len(text) <= budget:
+            return text
+        step = self.shift_plies
+        absolute = (first_ply // step + 1) * step
+        end = first_ply + len(sans)
+        while True:
+            if absolute > end:
+                absolute = end - (end % 2)
+            k = absolute - first_ply
+            text = prompt(sans[k:], absolute, game_start=False)
+            if len(text) <= budget:
+                return text
+            if absolute >= end - 1:
+                raise ModelError(
+                    f"the model's window ({self.info.block_size}) is too small to hold a move"
+                )
+            absolute += step
+
+    def has_history(self, board: chess.Board) -> bool:
+        """Whether ``board`` was reached from the standard start (its prompt is a real game)."""
+        return self._history(board)[2]
+
+    # -- model calls --------------------------------------------------------------------------
+
+    def _run(
+        self, ids: np.ndarray, positions: np.ndarray, mask: np.ndarray, past: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        logits, present = self.session.run(  # type: ignore[attr-defined]
+            None,
+            {
+                "input_ids": ids[None],
+                "position_ids": positions[None],
+                "attention_mask": mask[None],
+                "past": np.ascontiguousarray(past),
+            },
+        )
+        return logits[0], present
+
+    def _evaluate(self, text: str, trie: _Trie | None) -> tuple[np.ndarray, np.ndarray, int]:
+        """Logit rows (row 0 after the prompt, row i + 1 after trie node i), the full `present`
+        of the call, and the number of tokens run. Keeps the prompt's part in the cache."""
+        ids = encode(text).astype(np.int64)
+        n = len(ids)
+        kept = _common_prefix(self._ids, ids)
+        new = ids[kept:]
+        nodes = trie.n if trie is not None else 0
+        if len(new) == 0 and nodes == 0:
+            return self._logits[n - 1][None], self._past[..., :n, :], 0
+        t = len(new) + nodes
+        tokens = np.concatenate([new, trie.chars]) if trie is not None else new
+        positions = np.arange(kept, n, dtype=np.int64)
+        mask = np.zeros((t, kept + t), dtype=bool)
+        mask[:, :kept] = True
+        mask[: len(new), kept : kept + len(new)] = np.tril(np.ones((len(new), len(new)), bool))
+        if trie is not None:
+            positions = np.concatenate([positions, n + trie.depth - 1])
+            mask[len(new) :, kept : n] = True
+            mask[len(new) :, n:] = trie.ancestors
+        past = self._past if kept == self._past.shape[4] else self._past[..., :kept, :]
+        logits, present = self._run(tokens, positions, mask, past)
+        self._ids = ids
+        self._past = present[..., :n, :]
+        self._logits = np.concatenate([self._logits[:kept], logits[: len(new)]])
+        root = self._logits[n - 1][None]
+        rows = np.concatenate([root, logits[len(new) :]]) if trie is not None else root
+        return rows, present, t
+
+    def _trie(self, board: chess.Board, moves: list[chess.Move] | None) -> _Trie:
+        legal = list(board.legal_moves)
+        if moves is not None:
+            wanted = set(moves)
+            legal = [m for m in legal if m in wanted]
+        return _Trie(legal, [board.san(m) for m in legal])
+
+    def _score(
+        self, board: chess.Board, moves: list[chess.Move] | None
+    ) -> tuple[_Trie, np.ndarray, np.ndarray, int, str]:
+        text = self.prompt_text(board)
+        trie = self._trie(board, moves)
+        if not trie.moves:
+            return trie, np.zeros((1, VOCAB_SIZE)), np.zeros(0), 0, text
+        rows, present, t = self._evaluate(text, trie)
+        return trie, rows, present, t, text
+
+    @staticmethod
+    def _distribution(rows: np.ndarray, trie: _Trie, temperature: float, mode: str) -> np.ndarray:
+        if mode not in ("token", "move"):
+            raise ValueError(f"unknown sampling mode {mode!r} for a distribution")
+        if temperature < 0 or not np.isfinite(temperature):
+            raise ValueError(f"temperature must be a number >= 0, not {temperature}")
+        if temperature == 0:
+            best = (
+                greedy_token_move(rows, trie)
+                if mode == "token"
+                else int(np.argmax(move_log_probs(rows, trie)))
+            )
+            p = np.zeros(len(trie.moves))
+            p[best] = 1.0
+            return p
+        if mode == "token":
+            return _softmax(token_log_probs(rows, trie, temperature))
+        return _softmax(move_log_probs(rows, trie) / temperature)
+
+    def move_distribution(
+        self,
+        board: chess.Board,
+        temperature: float,
+        mode: str = "token",
+        moves: list[chess.Move] | None = None,
+    ) -> dict[chess.Move, float]:
+        """Exact probability of each legal move (or of each of ``moves``) under ``token`` or
+        ``move`` sampling at ``temperature``; at 0 a one-hot of the greedy choice.
+
+        ``board`` carries its history in ``move_stack``; its root may be any FEN.
+        """
+        with self._lock:
+            trie, rows, _, _, _ = self._score(board, moves)
+            if not trie.moves:
+                return {}
+            p = self._distribution(rows, trie, temperature, mode)
+            return dict(zip(trie.moves, p.tolist(), strict=True))
+
+    def move_log_probs(
+        self, board: chess.Board, moves: list[chess.Move] | None = None
+    ) -> dict[chess.Move, float]:
+        """The model's untempered log-probability of each legal move's text (with its
+        terminator), not renormalised over the legal moves."""
+        with self._lock:
+            trie, rows, _, _, _ = self._score(board, moves)
+            if not trie.moves:
+                return {}
+            return dict(zip(trie.moves, move_log_probs(rows, trie).tolist(), strict=True))
+
+    def choose(
+        self,
+        board: chess.Board,
+        temperature: float,
+        mode: str,
+        rng: np.random.Generator,
+        moves: list[chess.Move] | None = None,
+    ) -> Choice:
+        """Sample a move for ``board`` (restricted to ``moves`` when given)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown sampling mode {mode!r} (choose from {', '.join(MODES)})")
+        with self._lock:
+            trie, rows, present, nodes, text = self._score(board, moves)
+            if not trie.moves:
+                raise ValueError("no legal move in this position")
+            p = self._distribution(rows, trie, temperature, "move" if mode == "move" else "token")
+            probabilities = dict(zip(trie.moves, p.tolist(), strict=True))
+            if mode == "paper":
+                choice = self._paper(board, text, trie, temperature, rng)
+                choice.nodes += nodes
+                if choice.move is not None:
+                    choice.probabilities = probabilities
+                    return choice
+                move = trie.moves[_sample_index(p, rng)]
+                return Choice(move, probabilities, choice.illegal_attempts, True,
+                              choice.attempts, choice.nodes)
+            best = _sample_index(p, rng)
+            self._keep_path(text, trie, best, present, rows)
+            return Choice(trie.moves[best], probabilities, nodes=nodes)
+
+    def _keep_path(
+        self, text: str, trie: _Trie, best: int, present: np.ndarray, rows: np.ndarray
+    ) -> None:
+        """Extend the cache with the chosen move's characters, already computed in the tree:
+        the next position starts with them."""
+        n = len(text)
+        path = trie.paths[best][trie.paths[best] < trie.n]
+        self._past = np.concatenate(
+            [present[..., :n, :], present[..., n + path, :]], axis=4
+        )
+        self._ids = np.concatenate([self._ids, trie.chars[path]])
+        self._logits = np.concatenate([self._logits, rows[path + 1].astype(np.float32)])
+
+    # -- the paper's protocol -----------------------------------------------------------------
+
+    def _paper(
+        self, board: chess.Board, text: str, trie: _Trie, temperature: float,
+        rng: np.random.Generator,
+    ) -> Choice:
+        """Up to PAPER_ATTEMPTS unconstrained samples of up to PAPER_MAX_CHARS characters from
+        the prompt (for black without its trailing space: the model writes it), each cut at the
+        first ``;`` or whitespace after the move. Returns move None when none was legal."""
+        n = len(text) - 1 if text.endswith(" ") else len(text)
+        allowed = set(trie.moves)
+        attempts: list[str] = []
+        nodes = 0
+        for _ in range(PAPER_ATTEMPTS):
+            generated, used = self._generate(n, temperature, rng)
+            nodes += used
+            attempts.append(generated)
+            move = _parse_generated(board, generated)
+            if move is not None and move in allowed:
+                return Choice(move, {}, len(attempts) - 1, False, attempts, nodes)
+            if temperature == 0:  # greedy: every attempt would write the same text
+                attempts += [generated] * (PAPER_ATTEMPTS - len(attempts))
+                break
+        return Choice(None, {}, len(attempts), True, attempts, nodes)  # type: ignore[arg-type]
+
+    def _generate(self, n: int, temperature: float, rng: np.random.Generator) -> tuple[str, int]:
+        """Characters sampled after the first ``n`` cached tokens, without changing the cache."""
+        past = np.ascontiguousarray(self._past[..., :n, :])
+        logits = self._logits[n - 1]
+        out: list[int] = []
+        used = 0
+        for i in range(PAPER_MAX_CHARS):
+            x = logits.astype(np.float64)
+            c = int(np.argmax(x)) if temperature == 0 else _sample_index(
+                _softmax(x / temperature), rng
+            )
+            out.append(c)
+            written = decode(out)
+            if ";" in written or (written.strip() and written[-1].isspace()):
+                break
+            if i + 1 < PAPER_MAX_CHARS:
+                step, past = self._run(
+                    np.array([c], np.int64), np.array([n + i], np.int64),
+                    np.ones((1, n + i + 1), bool), past,
+                )
+                logits = step[0]
+                used += 1
+        return decode(out), used
+
+
+def _parse_generated(board: chess.Board, text: str) -> chess.Move | None:
+    """The move in a generated text: its first word before any ``;``, move number removed."""
+    words = text.split(";")[0].split()
+    if not words:
+        return None
+    word = words[0].rsplit(".", 1)[-1]
+    try:
+        move = board.parse_san(word)
+    except ValueError:
+        return None
+    return move if move and board.is_legal(move) else None

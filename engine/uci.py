@@ -1,0 +1,656 @@
+"""`transcend-uci`: the model as a UCI engine for chess GUIs and tournament runners.
+
+Stdin is read on its own thread, the model loads in the background (``uci`` is answered at
+once, ``isready`` waits for the model), and each ``go`` runs on a worker thread that prints
+exactly one ``bestmove``. A move is one call of the policy (no search), so every ``go`` answers
+within milliseconds; ``go infinite`` and ``go ponder`` hold the move until ``stop``/``ponderhit``.
+See ``docs/engine.md`` for options, prompts and GUI set-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TextIO
+
+import chess
+import numpy as np
+from transcend.engine.policy import (
+    DEVICES,
+    MODES,
+    Choice,
+    ModelError,
+    ModelInfo,
+    Policy,
+    default_model_path,
+    read_model_info,
+)
+
+AUTHOR = "the transcend authors"
+DEFAULT_TEMPERATURE = 0.01
+TOP_MOVES_SHOWN = 5
+# Plain material values for the `score` field: the engine does not evaluate positions.
+PIECE_CP = {
+    chess.PAWN: 100, chess.KNIGHT: 300, chess.BISHOP: 300, chess.ROOK: 500, chess.QUEEN: 900
+}
+MOVES_TO_GO = 30  # assumed moves left in a sudden-death time control, for the think-time cap
+GO_NUMBERS = ("wtime", "btime", "winc", "binc", "movestogo", "movetime", "depth", "nodes", "mate")
+GO_FLAGS = ("infinite", "ponder")
+SEED_MAX = 2**31 - 1
+
+
+class UciError(ValueError):
+    """Bad input from the GUI; answered with ``info string error ...``."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("transcend")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def parse_temperature(text: str) -> float:
+    """A temperature >= 0 from option or flag text."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UciError(f"temperature must be a number >= 0, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise UciError(f"temperature must be a number >= 0, not {text!r}")
+    return value
+
+
+def temperature_for_elo(calibration: list[tuple[float, float]], elo: float) -> float:
+    """The temperature whose calibrated rating is ``elo``.
+
+    The measured curve is made non-increasing in temperature (a hotter model is never rated
+    above a colder one: measurement noise is ignored) and interpolated linearly.
+    """
+    temps = [t for t, _ in calibration]
+    elos: list[float] = []
+    for _, e in calibration:
+        elos.append(min(e, elos[-1]) if elos else e)
+    if elo >= elos[0]:
+        return temps[0]
+    for i in range(1, len(temps)):
+        if elos[i] <= elo < elos[i - 1]:
+            frac = (elos[i - 1] - elo) / (elos[i - 1] - elos[i])
+            return temps[i - 1] + frac * (temps[i] - temps[i - 1])
+    return temps[-1]
+
+
+def material_cp(board: chess.Board, color: chess.Color) -> int:
+    """Material balance for ``color`` in centipawns (P 100, N 300, B 300, R 500, Q 900)."""
+    total = 0
+    for piece, value in PIECE_CP.items():
+        total += value * (len(board.pieces(piece, color)) - len(board.pieces(piece, not color)))
+    return total
+
+
+@dataclass
+class Settings:
+    """The option values; command-line flags set the initial ones."""
+
+    model: str = ""
+    temperature: float = DEFAULT_TEMPERATURE
+    mode: str = "token"
+    seed: int = 0  # 0: a fresh random seed
+    device: str = "auto"
+    threads: int = 0  # 0: onnxruntime's default (all cores)
+    multipv: int = 1
+    move_overhead: int = 30
+    min_think: int = 0
+    limit_strength: bool = False
+    elo: int = 0
+
+
+@dataclass
+class GoParams:
+    numbers: dict[str, int] = field(default_factory=dict)
+    infinite: bool = False
+    ponder: bool = False
+    searchmoves: list[chess.Move] | None = None
+
+
+class Output:
+    """Lines to the GUI: one writer at a time, each line flushed."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+        self.broken = False
+
+    def send(self, *lines: str) -> None:
+        with self.lock:
+            if self.broken:
+                return
+            try:
+                for line in lines:
+                    self.stream.write(line + "\n")
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):  # the GUI has gone away
+                self.broken = True
+
+
+class Search(threading.Thread):
+    """One ``go``: choose the move, wait as the options and the GUI ask, print one bestmove."""
+
+    def __init__(self, engine: Engine, board: chess.Board, params: GoParams) -> None:
+        super().__init__(daemon=True, name="search")
+        self.engine = engine
+        self.board = board
+        self.params = params
+        self.start_time = time.monotonic()
+        self.cond = threading.Condition()
+        self.stopped = False
+        self.pondering = params.ponder
+        self.done = False
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+
+    def ponderhit(self) -> None:
+        with self.cond:
+            if self.pondering:
+                self.pondering = False
+                self.start_time = time.monotonic()  # the clock starts now
+            self.cond.notify_all()
+
+    def run(self) -> None:
+        engine = self.engine
+        lines: list[str] = []
+        best = "0000"
+        try:
+            policy = engine.wait_for_model()
+            legal = list(self.board.legal_moves)
+            moves = self.params.searchmoves
+            if policy is None:
+                lines.append(f"info string error no model loaded: {engine.load_error}")
+            elif not legal:
+                lines.append("info string no legal move")
+            else:
+                choice = engine.choose(policy, self.board, moves)
+                best = choice.move.uci()
+                lines += engine.report(self.board, choice, self.start_time)
+        except Exception as exc:  # noqa: BLE001 - whatever fails, the GUI still gets a bestmove
+            lines.append(f"info string error {_first_line(exc)}")
+        engine.out.send(*lines)
+        delay = engine.think_delay(self.board.turn, self.params)
+        with self.cond:
+            while not self.stopped:
+                if self.pondering or self.params.infinite:
+                    self.cond.wait()  # until stop, or ponderhit (which restarts the clock)
+                    continue
+                remaining = self.start_time + delay - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.cond.wait(remaining)
+            self.done = True
+        engine.out.send(f"bestmove {best}")
+
+
+class Engine:
+    """The UCI state machine; ``handle`` takes one line from the GUI."""
+
+    def __init__(self, settings: Settings, out: Output) -> None:
+        self.settings = settings
+        self.out = out
+        self.board = chess.Board()
+        self._position_key: tuple[str, list[str]] = ("startpos", [])
+        self.search: Search | None = None
+        self.policy: Policy | None = None
+        self.load_error = ""
+        self._loaded = threading.Event()
+        self._loader: threading.Thread | None = None
+        self._pending: list[str] = []
+        self._pending_lock = threading.Lock()
+        self._fen_warned = False
+        self.info: ModelInfo | None = None
+        self.rng = np.random.default_rng(settings.seed or None)
+        self._read_info()
+        self.start_loading()
+
+    # -- model ---------------------------------------------------------------------------------
+
+    def model_path(self) -> Path | None:
+        if self.settings.model:
+            return Path(self.settings.model).expanduser()
+        path = default_model_path()
+        return path if path.exists() else None
+
+    def _read_info(self) -> None:
+        """The model's metadata (fast, no session): options such as UCI_Elo depend on it."""
+        path = self.model_path()
+        try:
+            self.info = read_model_info(path) if path else None
+        except (ModelError, OSError):
+            self.info = None  # the loader reports the error
+        if self.info and self.info.calibration and not self.settings.elo:
+            self.settings.elo = round(max(e for _, e in self.info.calibration))
+
+    def start_loading(self) -> None:
+        """Load the model (again) in the background; ``isready`` and ``go`` wait for it."""
+        if self._loader is not None:
+            self._loader.join()
+        self._loaded.clear()
+        self.policy, self.load_error = None, ""
+        path = self.model_path()
+        settings = self.settings
+        self._loader = threading.Thread(
+            target=self._load, args=(path, settings.device, settings.threads), daemon=True
+        )
+        self._loader.start()
+
+    def _load(self, path: Path | None, device: str, threads: int) -> None:
+        messages: list[str] = []
+        try:
+            if path is None:
+                raise ModelError(
+                    f"no model: the bundled {default_model_path()} is missing; "
+                    "start with --model PATH or set the ModelFile option"
+                )
+            policy = Policy(path, device=device, threads=threads)
+            policy.move_distribution(chess.Board(), 1.0)  # warm-up: the first move is fast too
+            policy.reset()
+            info = policy.info
+            size = f"{info.n_params:,} parameters, " if info.n_params else ""
+            messages.append(
+                f"info string model {path} ({size}{info.n_layer} layers, window "
+                f"{info.block_size}) on {info.provider}"
+            )
+            if info.device_note:
+                messages.append(f"info string GPU not used: {info.device_note}")
+            self.policy = policy
+        except Exception as exc:  # noqa: BLE001 - a broken model is reported, never fatal
+            self.load_error = _first_line(exc)
+            messages.append(f"info string error {self.load_error}")
+        with self._pending_lock:
+            self._pending += messages
+        self._loaded.set()
+
+    def wait_for_model(self) -> Policy | None:
+        """The policy once loading has finished (None if it failed)."""
+        self._loaded.wait()
+        self.flush_messages()
+        return self.policy
+
+    def flush_messages(self) -> None:
+        with self._pending_lock:
+            lines, self._pending = self._pending, []
+        if lines:
+            self.out.send(*lines)
+
+    # -- moves ---------------------------------------------------------------------------------
+
+    def effective_temperature(self) -> float:
+        s = self.settings
+        if s.limit_strength and self.info and self.info.calibration:
+            return temperature_for_elo(self.info.calibration, s.elo)
+        return s.temperature
+
+    def choose(
+        self, policy: Policy, board: chess.Board, moves: list[chess.Move] | None
+    ) -> Choice:
+        if not self._fen_warned and not policy.has_history(board):
+            self._fen_warned = True
+            self.out.send(
+                "info string position without game history (position fen): the prompt "
+                "starts at the FEN's move number and the model plays weaker than from startpos"
+            )
+        return policy.choose(board, self.effective_temperature(), self.settings.mode, self.rng,
+                             moves)
+
+    def report(self, board: chess.Board, choice: Choice, start: float) -> list[str]:
+        """The info lines for a chosen move: top moves, then one line per MultiPV entry."""
+        ms = max(0, round((time.monotonic() - start) * 1000))
+        nodes = choice.nodes
+        nps = round(nodes * 1000 / max(ms, 1))
+        ranked = sorted(choice.probabilities.items(), key=lambda kv: -kv[1])
+        top = " ".join(f"{board.san(m)} {p:.4f}" for m, p in ranked[:TOP_MOVES_SHOWN])
+        lines = [
+            f"info string {self.settings.mode} T={self.effective_temperature():g} top {top}"
+        ]
+        if choice.illegal_attempts:
+            tried = " | ".join(repr(a) for a in choice.attempts)
+            tail = " fallback token" if choice.fallback else ""
+            lines.append(f"info string illegal attempts {choice.illegal_attempts}{tail} {tried}")
+        pvs = [choice.move] + [m for m, _ in ranked if m != choice.move]
+        for k, move in enumerate(pvs[: self.settings.multipv], start=1):
+            after = board.copy(stack=False)
+            after.push(move)
+            cp = material_cp(after, board.turn)
+            lines.append(
+                f"info depth 1 seldepth 1 multipv {k} score cp {cp} nodes {nodes} nps {nps} "
+                f"time {ms} pv {move.uci()}"
+            )
+        return lines
+
+    def think_delay(self, turn: chess.Color, params: GoParams) -> float:
+        """Seconds to hold the move: MinThinkTime, capped so the clock never runs out."""
+        s = self.settings
+        n = params.numbers
+        budget = math.inf
+        if "movetime" in n:
+            budget = n["movetime"] - s.move_overhead
+        mine = n.get("wtime" if turn == chess.WHITE else "btime")
+        inc = n.get("winc" if turn == chess.WHITE else "binc", 0)
+        if mine is not None:
+            togo = max(1, n.get("movestogo", MOVES_TO_GO))
+            share = mine / togo + inc * 0.75 - s.move_overhead
+            budget = min(budget, share, mine - 2 * s.move_overhead)
+        return max(0.0, min(s.min_think, budget)) / 1000
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def handle(self, line: str) -> bool:
+        """Run one command; False when the engine should exit."""
+        words = line.split()
+        if not words:
+            return True
+        command, args = words[0], words[1:]
+        try:
+            if command == "quit":
+                return False
+            handler = getattr(self, f"cmd_{command}", None)
+            if handler is None:
+                raise UciError(f"unknown command: {line.strip()[:80]}")
+            handler(args)
+        except UciError as exc:
+            self.out.send(f"info string error {exc}")
+        return True
+
+    def cmd_uci(self, args: list[str]) -> None:
+        s = self.settings
+        model = s.model or (str(default_model_path()) if self.model_path() else "<empty>")
+        lines = [
+            f"id name transcend {_version()}",
+            f"id author {AUTHOR}",
+            f"option name ModelFile type string default {model}",
+            f"option name Temperature type string default {s.temperature:g}",
+            "option name SamplingMode type combo default {} {}".format(
+                s.mode, " ".join(f"var {m}" for m in MODES)
+            ),
+            f"option name Seed type spin default {s.seed} min 0 max {SEED_MAX}",
+            f"option name Threads type spin default {s.threads} min 0 max 256",
+            "option name Device type combo default {} {}".format(
+                s.device, " ".join(f"var {d}" for d in DEVICES)
+            ),
+            f"option name MultiPV type spin default {s.multipv} min 1 max 256",
+            f"option name MoveOverhead type spin default {s.move_overhead} min 0 max 5000",
+            f"option name MinThinkTime type spin default {s.min_think} min 0 max 60000",
+        ]
+        if self.info and self.info.calibration:
+            low, high = self._elo_range()
+            lines += [
+                "option name UCI_LimitStrength type check default "
+                + ("true" if s.limit_strength else "false"),
+                f"option name UCI_Elo type spin default {s.elo} min {low} max {high}",
+            ]
+        self.out.send(*lines, "uciok")
+
+    def _elo_range(self) -> tuple[int, int]:
+        elos = [e for _, e in self.info.calibration] if self.info else [0]
+        return math.floor(min(elos)), math.ceil(max(elos))
+
+    def cmd_isready(self, args: list[str]) -> None:
+        self.wait_for_model()
+        self.out.send("readyok")
+
+    def cmd_debug(self, args: list[str]) -> None:
+        pass  # nothing extra to say in debug mode
+
+    def cmd_register(self, args: list[str]) -> None:
+        pass
+
+    def cmd_ucinewgame(self, args: list[str]) -> None:
+        self._fen_warned = False
+        self.board = chess.Board()
+        self._position_key = ("startpos", [])
+
+    def cmd_setoption(self, args: list[str]) -> None:
+        if not args or args[0] != "name":
+            raise UciError("setoption needs: setoption name <id> [value <x>]")
+        if "value" in args:
+            at = args.index("value")
+            name, value = " ".join(args[1:at]), " ".join(args[at + 1 :])
+        else:
+            name, value = " ".join(args[1:]), ""
+        self.set_option(name, value)
+
+    def set_option(self, name: str, value: str) -> None:
+        s = self.settings
+        key = name.lower()
+        if key == "modelfile":
+            s.model = "" if value in ("", "<empty>") else value
+            self._read_info()
+            self.start_loading()
+        elif key == "temperature":
+            s.temperature = parse_temperature(value)
+        elif key == "samplingmode":
+            s.mode = _choice(name, value, MODES)
+        elif key == "seed":
+            s.seed = _spin(name, value, 0, SEED_MAX)
+            self.rng = np.random.default_rng(s.seed or None)
+        elif key == "threads":
+            threads = _spin(name, value, 0, 256)
+            if threads != s.threads:
+                s.threads = threads
+                self.start_loading()
+        elif key == "device":
+            device = _choice(name, value, DEVICES)
+            if device != s.device:
+                s.device = device
+                self.start_loading()
+        elif key == "multipv":
+            s.multipv = _spin(name, value, 1, 256)
+        elif key == "moveoverhead":
+            s.move_overhead = _spin(name, value, 0, 5000)
+        elif key == "minthinktime":
+            s.min_think = _spin(name, value, 0, 60000)
+        elif key == "uci_limitstrength" and self.info and self.info.calibration:
+            if value.lower() not in ("true", "false"):
+                raise UciError(f"option {name} takes true or false, not {value!r}")
+            s.limit_strength = value.lower() == "true"
+        elif key == "uci_elo" and self.info and self.info.calibration:
+            s.elo = _spin(name, value, *self._elo_range())
+        else:
+            raise UciError(f"unknown option: {name}")
+
+    def cmd_position(self, args: list[str]) -> None:
+        if not args:
+            raise UciError("position needs startpos or fen")
+        if "moves" in args:
+            at = args.index("moves")
+            head, moves = args[:at], args[at + 1 :]
+        else:
+            head, moves = args, []
+        if head == ["startpos"]:
+            root_key = "startpos"
+        elif head[0] == "fen" and len(head) > 1:
+            root_key = " ".join(head[1:])
+        else:
+            raise UciError(f"malformed position: {' '.join(args)[:80]}")
+        old_key, old_moves = self._position_key
+        if root_key == old_key and moves[: len(old_moves)] == old_moves:
+            board, done = self.board.copy(), len(old_moves)  # the same game, moves further on
+        else:
+            try:
+                board = chess.Board() if root_key == "startpos" else chess.Board(root_key)
+            except ValueError as exc:
+                raise UciError(f"bad FEN {root_key!r}: {exc}") from None
+            if root_key != "startpos" and not board.is_valid():
+                raise UciError(f"impossible position in FEN {root_key!r}")
+            done = 0
+        for i, text in enumerate(moves[done:], start=done):
+            try:
+                move = board.parse_uci(text)
+                if not move:
+                    raise ValueError("null move")
+            except ValueError:
+                self.board, self._position_key = board, (root_key, moves[:i])
+                raise UciError(
+                    f"illegal move {text} in position (moves from there are ignored)"
+                ) from None
+            board.push(move)
+        self.board, self._position_key = board, (root_key, moves)
+
+    def cmd_go(self, args: list[str]) -> None:
+        self._finish_search()
+        params = self._parse_go(args)
+        self.search = Search(self, self.board.copy(), params)
+        self.search.start()
+
+    def _parse_go(self, args: list[str]) -> GoParams:
+        params = GoParams()
+        i = 0
+        errors: list[str] = []
+        while i < len(args):
+            word = args[i]
+            if word in GO_NUMBERS and i + 1 < len(args):
+                try:
+                    params.numbers[word] = int(args[i + 1])
+                except ValueError:
+                    errors.append(f"{word} {args[i + 1]}")
+                i += 2
+            elif word in GO_FLAGS:
+                setattr(params, word, True)
+                i += 1
+            elif word == "searchmoves":
+                params.searchmoves = []
+                i += 1
+                while i < len(args) and args[i] not in GO_NUMBERS + GO_FLAGS:
+                    try:
+                        params.searchmoves.append(self.board.parse_uci(args[i]))
+                    except ValueError:
+                        errors.append(f"searchmoves {args[i]}")
+                    i += 1
+            else:
+                errors.append(word)
+                i += 1
+        if errors:
+            self.out.send(f"info string error ignored in go: {', '.join(errors)}")
+        if params.searchmoves == []:  # none of them legal: search every move, as Stockfish does
+            params.searchmoves = None
+        return params
+
+    def cmd_stop(self, args: list[str]) -> None:
+        self._finish_search()
+
+    def cmd_ponderhit(self, args: list[str]) -> None:
+        if self.search is not None:
+            self.search.ponderhit()
+
+    def cmd_d(self, args: list[str]) -> None:
+        """Stockfish's debugging command: the position and the model's prompt."""
+        self.out.send(f"info string fen {self.board.fen()}")
+        if self.policy is not None:
+            self.out.send(f"info string prompt {self.policy.prompt_text(self.board)!r}")
+
+    def _finish_search(self) -> None:
+        """Stop the running search (it prints its bestmove) and wait for it."""
+        if self.search is not None:
+            self.search.stop()
+            self.search.join()
+            self.search = None
+
+    def shutdown(self) -> None:
+        self._finish_search()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _spin(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise UciError(f"option {name} takes an integer, not {value!r}") from None
+    if not low <= number <= high:
+        raise UciError(f"option {name} must be between {low} and {high}, not {number}")
+    return number
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value.lower() not in choices:
+        raise UciError(f"option {name} takes one of {', '.join(choices)}, not {value!r}")
+    return value.lower()
+
+
+def _read_stdin(lines: queue.Queue[str | None]) -> None:
+    """The reader thread: GUI lines into the queue; None at end of input."""
+    try:
+        sys.stdin.reconfigure(errors="replace")  # type: ignore[union-attr]
+        for line in sys.stdin:
+            lines.put(line)
+    except (OSError, ValueError):
+        pass
+    lines.put(None)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line, no usage block: GUIs show the engine's stderr to people.
+        self.exit(2, f"transcend-uci: error: {message}\n")
+
+
+def parse_args(argv: list[str] | None) -> Settings:
+    parser = _ArgumentParser(
+        prog="transcend-uci",
+        description="A chess engine whose brain is a transformer trained on weak players' "
+        "games. Speaks UCI on stdin/stdout; flags set the initial option values.",
+    )
+    parser.add_argument("--model", default="", help="the .onnx model (default: the bundled one)")
+    parser.add_argument("--temp", "--temperature", dest="temp", default=str(DEFAULT_TEMPERATURE),
+                        help="sampling temperature, 0 = greedy (default %(default)s)")
+    parser.add_argument("--mode", choices=MODES, default="token", help="sampling mode")
+    parser.add_argument("--seed", type=int, default=0, help="random seed, 0 = random")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
+    parser.add_argument("--version", action="version", version=f"transcend {_version()}")
+    ns = parser.parse_args(argv)
+    try:
+        temperature = parse_temperature(ns.temp)
+    except UciError as exc:
+        parser.error(str(exc))
+    if not 0 <= ns.seed <= SEED_MAX:
+        parser.error(f"--seed must be between 0 and {SEED_MAX}")
+    if not 0 <= ns.threads <= 256:
+        parser.error("--threads must be between 0 and 256")
+    return Settings(model=ns.model, temperature=temperature, mode=ns.mode, seed=ns.seed,
+                    device=ns.device, threads=ns.threads)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``transcend-uci``."""
+    settings = parse_args(argv)
+    out = Output(sys.stdout)
+    engine = Engine(settings, out)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_read_stdin, args=(lines,), daemon=True,
+                     name="stdin").start()
+    try:
+        while (line := lines.get()) is not None and engine.handle(line):
+            pass
+    except KeyboardInterrupt:
+        pass
+    engine.shutdown()
+    out.send()
+    # Leave at once even if a model is still loading in the background.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
