@@ -1,0 +1,775 @@
+"""``transcend data prepare``: PGN files to the token streams the trainer reads.
+
+Lichess PGN already holds every move in SAN, so a transcript is cut out of the text itself:
+comments, variations, NAGs, annotations, move numbers and the result are stripped in a few
+regular-expression passes over a whole chunk of games at once, and the white move numbers are
+written back per game. No board is replayed unless ``--validate`` asks for it, which is what makes
+this tens of times faster than ``chess.pgn.read_game``.
+
+Outputs in ``--out DIR`` (see ``docs/transcript-format.md``):
+
+- ``train.bin`` / ``val.bin``: the stream ``;game;game...`` as uint8 token ids (``numpy.memmap``);
+- ``manifest.json``: inputs, filters, games kept and skipped by reason, tokens, split, ratings.
+
+A game goes to ``val.bin`` when a hash of its transcript falls below ``--val-fraction``, so the
+split does not depend on the order of inputs, the chunking or the number of workers, and copies
+of one game always land on the same side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import chess
+import click
+import numpy as np
+from transcend.engine.transcript import GAME_START, VOCAB, encode, movetext
+
+FORMAT = "transcend-transcript-1"
+CHUNK_BYTES = 1 << 20
+READ_BYTES = 1 << 20
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BOM = b"\xef\xbb\xbf"
+# Why a game was left out; the manifest counts each of them (zero counts included).
+SKIP_REASONS = (
+    "unfinished",  # result `*`
+    "setup_position",  # a FEN header: the game did not start from the standard position
+    "variant",  # a Variant header other than standard chess
+    "no_rating",  # an Elo filter is set and a player has no numeric rating
+    "rating_above_max",
+    "rating_below_min",
+    "no_time_control",  # --min-base-time is set and TimeControl is missing or unreadable
+    "base_time_below_min",
+    "truncated",  # the movetext has no result at its end: a cut-off file
+    "bad_san",  # a token that is not SAN, or a character outside the vocabulary
+    "no_moves",
+    "illegal_move",  # --validate only
+    "not_pgn",  # text outside any game that is not a game either (e.g. binary junk)
+)
+
+# A tag pair line; python-chess's tag-name characters.
+_TAG_LINE = re.compile(rb'\[[A-Za-z0-9][A-Za-z0-9_+#=:-]*[ \t]+"')
+# A run of tag pair lines; the split keeps it, so chunks alternate text / headers / movetext.
+_HEADER_BLOCK = re.compile(rb'\n((?:\[[A-Za-z0-9][A-Za-z0-9_+#=:-]*[ \t]+"[^\n]*\n)+)')
+_WANTED_TAG = re.compile(
+    rb'\[(Result|WhiteElo|BlackElo|TimeControl|FEN|SetUp|Variant)[ \t]+"([^"\n]*)"'
+)
+_ESCAPE_LINE = re.compile(rb"(?m)^%[^\n]*(?:\n|\Z)")
+_HAS_ESCAPE = re.compile(rb"\n%")
+# Games are joined with NUL while cleaning, so no pattern may reach across it: an unclosed
+# comment then spoils only its own game.
+_SEP = b"\x00"
+_COMMENT = re.compile(rb"\{[^}\x00]*\}|;[^\n\x00]*")
+_VARIATION = re.compile(rb"\([^()\x00]*\)")
+_NOISE = re.compile(rb"\$\d*|[?!]+|\d+\.+")
+_ZERO_CASTLE = re.compile(rb"(?<![\w/-])0-0(?:-0)?(?![\w/-])")
+_SAN = re.compile(
+    rb"(?:[NBRQK][a-h]?[1-8]?x?[a-h][1-8]|[a-h](?:x[a-h])?(?:[18]=[NBRQ]|[2-7])|O-O(?:-O)?)[+#]?"
+)
+_MOVE_NUMBER = re.compile(rb"\d*\.+")
+_RESULTS = frozenset((b"1-0", b"0-1", b"1/2-1/2", b"*"))
+_STANDARD_VARIANTS = frozenset((b"standard", b"chess", b""))
+_STANDARD_FEN = chess.STARTING_FEN.encode()
+
+
+class InputError(ValueError):
+    """An input that cannot be read to its end (a missing file, a broken zstd stream)."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which games to keep and how to split them."""
+
+    max_elo: int | None = None
+    min_elo: int | None = None
+    min_base_time: float | None = None
+    validate: bool = False
+    val_fraction: float = 0.05
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "max_elo": self.max_elo,
+            "min_elo": self.min_elo,
+            "min_base_time": self.min_base_time,
+            "validate": self.validate,
+            "always_skipped": ["unfinished", "setup_position", "variant"],
+        }
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk of whole games turned into: token ids and counts."""
+
+    train: bytes = b""
+    val: bytes = b""
+    seen: int = 0
+    kept_train: int = 0
+    kept_val: int = 0
+    plies: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    rating_min: int | None = None
+    rating_max: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-game rules
+
+
+def base_time(time_control: bytes | str | None) -> float | None:
+    """Seconds on the clock at the start from a PGN ``TimeControl``; inf for none (``-``).
+
+    Understands ``180+2``, ``40/7200:3600``, ``*60`` (sandclock) and ``300``; None for ``?``,
+    a missing tag or anything unreadable.
+    """
+    if time_control is None:
+        return None
+    if isinstance(time_control, bytes):
+        time_control = time_control.decode("ascii", "replace")
+    text = time_control.strip()
+    if text == "-":
+        return math.inf
+    first = text.split(":")[0].lstrip("*")
+    if "/" in first:
+        first = first.split("/", 1)[1]
+    try:
+        return float(first.split("+")[0])
+    except ValueError:
+        return None
+
+
+def _rating(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def header_verdict(
+    tags: dict[bytes, bytes], f: Filters
+) -> tuple[str | None, int | None, int | None]:
+    """(skip reason or None, white rating, black rating) from a game's headers alone."""
+    if tags.get(b"Result") == b"*":
+        return "unfinished", None, None
+    fen = tags.get(b"FEN")
+    if fen is None:
+        if tags.get(b"SetUp") == b"1":
+            return "setup_position", None, None
+    elif fen.strip() != _STANDARD_FEN:
+        return "setup_position", None, None
+    variant = tags.get(b"Variant")
+    if variant is not None and variant.strip().lower() not in _STANDARD_VARIANTS:
+        return "variant", None, None
+    white, black = _rating(tags.get(b"WhiteElo")), _rating(tags.get(b"BlackElo"))
+    if f.max_elo is not None or f.min_elo is not None:
+        if white is None or black is None:
+            return "no_rating", white, black
+        if f.max_elo is not None and max(white, black) > f.max_elo:
+            return "rating_above_max", white, black
+        if f.min_elo is not None and min(white, black) < f.min_elo:
+            return "rating_below_min", white, black
+    if f.min_base_time is not None:
+        seconds = base_time(tags.get(b"TimeControl"))
+        if seconds is None:
+            return "no_time_control", white, black
+        if seconds < f.min_base_time:
+            return "base_time_below_min", white, black
+    return None, white, black
+
+
+_separators: list[bytes] = []
+
+
+def _separators_for(plies: int) -> list[bytes]:
+    """The text before each ply of a transcript (``1.``, `` ``, `` 2.``, ...).
+
+    Taken from :func:`movetext` itself, so the numbering rule lives in one place; cached
+    because writing it per move would cost more than everything else here.
+    """
+    global _separators
+    if len(_separators) < plies:
+        size = max(plies, 2 * len(_separators), 1024)
+        _separators = [s.encode() for s in movetext(["\x00"] * size).split("\x00")[:size]]
+    return _separators
+
+
+def _replay(tokens: list[bytes]) -> str | None:
+    """The transcript of a game replayed with python-chess (canonical SAN); None if illegal."""
+    board = chess.Board()
+    sans: list[str] = []
+    try:
+        for token in tokens:
+            move = board.parse_san(token.decode("ascii"))
+            sans.append(board.san(move))
+            board.push(move)
+    except ValueError:  # python-chess's illegal/ambiguous/invalid move errors are ValueErrors
+        return None
+    return movetext(sans)
+
+
+def _split_games(chunk: bytes) -> list[tuple[bytes, bytes]]:
+    """(header block, movetext) of each game in a chunk of normalised PGN text."""
+    parts = _HEADER_BLOCK.split(chunk)
+    games = [(parts[i], parts[i + 1]) for i in range(1, len(parts), 2)]
+    if parts[0].strip():
+        games.insert(0, (b"", parts[0]))
+    return games
+
+
+def _normalise(chunk: bytes) -> bytes:
+    # Each rewrite runs only when needed: Lichess dumps need none of them.
+    if b"\r" in chunk:
+        chunk = chunk.replace(b"\r", b"")
+    if b"\xbb" in chunk and BOM in chunk:
+        chunk = chunk.replace(BOM, b"")
+    if _SEP in chunk:
+        chunk = chunk.replace(_SEP, b" ")
+    if chunk.startswith(b"%") or _HAS_ESCAPE.search(chunk):
+        chunk = _ESCAPE_LINE.sub(b"", chunk)
+    return b"\n" + chunk + b"\n"
+
+
+def _spans_separator(arr: np.ndarray, opens: np.ndarray, closes: np.ndarray) -> bool:
+    """Whether a comment runs from one game into the next (an unclosed brace)."""
+    seps = np.flatnonzero(arr == 0)
+    before = np.searchsorted(opens, seps)
+    return bool(((before > 0) & (closes[np.maximum(before - 1, 0)] > seps)).any())
+
+
+def _strip_comments(text: bytes) -> bytes:
+    """``text`` with every comment replaced by a space."""
+    if b";" not in text:
+        # Fast path for brace comments that open and close in turn (all of Lichess): cut the
+        # spans out with numpy instead of one regex match per comment, which costs 5x more.
+        arr = np.frombuffer(text, dtype=np.uint8)
+        opens = np.flatnonzero(arr == ord("{"))
+        closes = np.flatnonzero(arr == ord("}"))
+        if len(opens) == 0 and len(closes) == 0:
+            return text
+        if (
+            len(opens) == len(closes)
+            and (opens < closes).all()
+            and (closes[:-1] < opens[1:]).all()
+            and not _spans_separator(arr, opens, closes)
+        ):
+            bounds = np.empty(2 * len(opens) + 2, dtype=np.int64)
+            bounds[0], bounds[-1] = 0, len(arr)
+            bounds[1:-1:2], bounds[2:-1:2] = opens, closes
+            keep = np.zeros(len(bounds) - 1, dtype=np.bool_)
+            keep[0::2] = True
+            out = arr.copy()
+            out[closes] = ord(" ")  # the closing brace becomes the space between tokens
+            return out[np.repeat(keep, np.diff(bounds))].tobytes()
+    return _COMMENT.sub(b" ", text)
+
+
+def _tokens(text: bytes) -> tuple[list[bytes], set[bytes]]:
+    """The whitespace-separated tokens of cleaned movetext, move numbers dropped, and the set
+    of tokens that may not appear inside a game (anything but SAN; results included)."""
+    words = text.split()
+    seen = set(words)
+    odd = seen - _RESULTS
+    odd.discard(_SEP)
+    if any(_SAN.fullmatch(w) is None and _MOVE_NUMBER.fullmatch(w) is None for w in odd):
+        # NAGs, !? annotations, numbers glued to moves (1.e4), castling with zeros: rare
+        # enough for a regular-expression pass over the whole text.
+        text = _NOISE.sub(b" ", text)
+        if b"0-0" in text:
+            text = _ZERO_CASTLE.sub(lambda m: m.group().replace(b"0", b"O"), text)
+        words = text.split()
+        seen = set(words)
+    bad = {w for w in seen if _SAN.fullmatch(w) is None}
+    # Move numbers (tokens ending with a dot) are dropped; the numbering is written anew.
+    return [w for w in words if w[-1] != 46], bad
+
+
+def _clean_movetexts(bodies: list[bytes]) -> tuple[list[list[bytes]], set[bytes]]:
+    """Each movetext's tokens with comments, variations, NAGs, annotations and move numbers
+    gone, and the set of tokens that make a game unusable if found before its last token."""
+    text = _strip_comments(b" \x00 ".join(bodies))
+    while b"(" in text:
+        stripped = _VARIATION.sub(b" ", text)
+        if stripped == text:  # an unbalanced parenthesis: left for the SAN check to reject
+            break
+        text = stripped
+    words, bad = _tokens(text)
+    bad.discard(_SEP)
+    games: list[list[bytes]] = []
+    start = 0
+    find = words.index
+    for _ in range(len(bodies) - 1):
+        end = find(_SEP, start)
+        games.append(words[start:end])
+        start = end + 1
+    games.append(words[start:])
+    return games, bad
+
+
+def process_chunk(chunk: bytes, f: Filters) -> ChunkResult:
+    """Turn a chunk of whole PGN games into token ids for train and val, with counts."""
+    out = ChunkResult()
+    games = _split_games(_normalise(chunk))
+    out.seen = len(games)
+    survivors: list[tuple[bool, int | None, int | None]] = []
+    bodies: list[bytes] = []
+    skipped = out.skipped
+    for head, body in games:
+        reason, white, black = header_verdict(dict(_WANTED_TAG.findall(head)), f)
+        if reason is not None:
+            skipped[reason] += 1
+            continue
+        survivors.append((not head, white, black))
+        bodies.append(body)
+    if not bodies:
+        return out
+    threshold = int(f.val_fraction * 2**64)
+    train: list[bytes] = []
+    val: list[bytes] = []
+    ratings: list[int | None] = []
+    start = GAME_START.encode()
+    blake2b = hashlib.blake2b
+    token_lists, bad = _clean_movetexts(bodies)
+    for (headless, white, black), tokens in zip(survivors, token_lists, strict=True):
+        reason = None
+        if not tokens or tokens[-1] not in _RESULTS:
+            reason = "truncated"
+        elif tokens[-1] == b"*":
+            reason = "unfinished"
+        else:
+            tokens.pop()
+            if not tokens:
+                reason = "no_moves"
+            elif not bad.isdisjoint(tokens):
+                reason = "bad_san"
+        if reason is None:
+            n = len(tokens)
+            parts: list[bytes] = [b""] * (2 * n)
+            parts[0::2] = _separators_for(n)[:n]
+            parts[1::2] = tokens
+            line = b"".join(parts)
+            if f.validate:
+                replayed = _replay(tokens)
+                if replayed is None:
+                    reason = "illegal_move"
+                else:
+                    line = replayed.encode("ascii")
+        if reason is not None:
+            skipped["not_pgn" if headless and reason != "no_moves" else reason] += 1
+            continue
+        out.plies += len(tokens)
+        if int.from_bytes(blake2b(line, digest_size=8).digest(), "big") < threshold:
+            val.append(start + line)
+        else:
+            train.append(start + line)
+        ratings.append(white)
+        ratings.append(black)
+    out.kept_train, out.kept_val = len(train), len(val)
+    known = [r for r in ratings if r is not None]
+    if known:
+        out.rating_min, out.rating_max = min(known), max(known)
+    # Every character already passed the SAN pattern, so encoding cannot fail here.
+    out.train = encode(b"".join(train).decode("ascii")).tobytes()
+    out.val = encode(b"".join(val).decode("ascii")).tobytes()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading inputs
+
+
+def _open(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a PGN file")
+    try:
+        return open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+
+
+def _blocks(fh: BinaryIO, read_bytes: int = READ_BYTES) -> Iterator[tuple[bytes, int]]:
+    """(decompressed bytes, raw bytes consumed) of a PGN or zstd-compressed PGN stream.
+
+    Compression is recognised by the zstd magic number, not the file name, so a compressed
+    stream on stdin works too. Nothing is decompressed to disk.
+    """
+    head = fh.read(4)
+    if head != ZSTD_MAGIC:
+        if head:
+            yield head, len(head)
+        while raw := fh.read(read_bytes):
+            yield raw, len(raw)
+        return
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    dobj = dctx.decompressobj()
+    pending, consumed, in_frame = head, 0, False
+    while True:
+        if not pending:
+            pending = fh.read(read_bytes)
+            if not pending:
+                break
+            consumed = len(pending)
+        try:
+            data = dobj.decompress(pending)
+        except zstandard.ZstdError as exc:
+            raise InputError(f"corrupt zstd data: {exc}") from None
+        in_frame, pending = True, b""
+        yield data, consumed
+        consumed = 0
+        if dobj.eof:
+            # Concatenated frames: whatever follows this one starts the next.
+            pending, in_frame = dobj.unused_data, False
+            dobj = dctx.decompressobj()
+    if in_frame:
+        raise InputError("truncated zstd stream (the file ends inside a compressed frame)")
+
+
+def last_game_start(buf: bytes) -> int:
+    """Offset of the last tag line in ``buf`` that begins a game (0 when there is none).
+
+    A game begins at a tag line whose previous line is blank or movetext; cutting there keeps
+    every game whole, exactly as :func:`process_chunk` separates them.
+    """
+    pos = len(buf)
+    while (pos := buf.rfind(b"\n[", 0, pos)) >= 0:
+        prev = buf[buf.rfind(b"\n", 0, pos) + 1 : pos].strip()
+        headerish = _TAG_LINE.match(prev) is not None or prev.startswith(b"%")
+        if (not prev or not headerish) and _TAG_LINE.match(buf, pos + 1):
+            return pos + 1
+    return 0
+
+
+def game_chunks(
+    blocks: Iterator[tuple[bytes, int]], target: int, errors: list[str]
+) -> Iterator[tuple[bytes, int]]:
+    """(chunk of whole games of about ``target`` bytes, raw input bytes it took).
+
+    A read error ends the input: it goes to ``errors`` and what was read before still comes out
+    (a game cut off by it is then skipped as truncated).
+    """
+    pieces: list[bytes] = []
+    size = raw = 0
+    try:
+        for data, consumed in blocks:
+            pieces.append(data)
+            size += len(data)
+            raw += consumed
+            if size < target:
+                continue
+            buf = b"".join(pieces)
+            cut = last_game_start(buf)
+            if cut > 0:
+                yield buf[:cut], raw
+                buf, raw = buf[cut:], 0
+            pieces, size = [buf], len(buf)
+    except InputError as exc:
+        errors.append(str(exc))
+    if size:
+        yield b"".join(pieces), raw
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it
+
+
+class _TempOutput:
+    """A file written in pieces next to its final path and moved there only on success."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        self.tmp = Path(tmp)
+        self.fh = os.fdopen(fd, "wb")
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.size += len(data)
+
+    def finish(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; only the parent should react (and clean up).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _ordered_results(
+    chunks: Iterator[tuple[bytes, int]], f: Filters, workers: int
+) -> Iterator[tuple[ChunkResult, int]]:
+    """process_chunk over the chunks, in input order, with at most a few chunks in flight."""
+    if workers <= 1:
+        for chunk, raw in chunks:
+            yield process_chunk(chunk, f), raw
+        return
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    pool = ctx.Pool(workers, initializer=_ignore_sigint)
+    try:
+        # Bounded look-ahead: Pool.imap would read a whole 30 GB dump into memory ahead.
+        pending: deque[tuple[Any, int]] = deque()
+        for chunk, raw in chunks:
+            pending.append((pool.apply_async(process_chunk, (chunk, f)), raw))
+            if len(pending) >= 2 * workers:
+                result, size = pending.popleft()
+                yield result.get(), size
+        while pending:
+            result, size = pending.popleft()
+            yield result.get(), size
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+@dataclass
+class _Totals:
+    seen: int = 0
+    kept_train: int = 0
+    kept_val: int = 0
+    plies: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    rating_min: int | None = None
+    rating_max: int | None = None
+
+    def add(self, r: ChunkResult) -> None:
+        self.seen += r.seen
+        self.kept_train += r.kept_train
+        self.kept_val += r.kept_val
+        self.plies += r.plies
+        self.skipped.update(r.skipped)
+        if r.rating_min is not None:
+            low, high = r.rating_min, r.rating_max
+            self.rating_min = low if self.rating_min is None else min(self.rating_min, low)
+            self.rating_max = high if self.rating_max is None else max(self.rating_max, high)
+
+    @property
+    def kept(self) -> int:
+        return self.kept_train + self.kept_val
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def prepare(
+    inputs: list[str],
+    out: Path,
+    filters: Filters = Filters(),
+    workers: int = 1,
+    chunk_bytes: int = CHUNK_BYTES,
+    on_progress: Callable[[int, _Totals], None] | None = None,
+) -> dict[str, Any]:
+    """Read ``inputs`` (paths, ``-`` for stdin), write ``out``/train.bin, val.bin and
+    manifest.json, and return the manifest.
+
+    Nothing is replaced in ``out`` unless at least one game was kept; the three files are
+    replaced manifest-last, so a manifest always describes the .bin files beside it.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    totals = _Totals()
+    input_rows: list[dict[str, Any]] = []
+    train = _TempOutput(out / "train.bin")
+    val = _TempOutput(out / "val.bin")
+    try:
+        for path in inputs:
+            errors: list[str] = []
+            before = (totals.seen, totals.kept)
+            raw_total = 0
+            try:
+                fh = _open(path)
+            except InputError as exc:
+                errors.append(str(exc).removeprefix(f"{path}: "))
+                fh = None
+            if fh is not None:
+                try:
+                    chunks = game_chunks(_blocks(fh), chunk_bytes, errors)
+                    for result, raw in _ordered_results(chunks, filters, workers):
+                        train.write(result.train)
+                        val.write(result.val)
+                        totals.add(result)
+                        raw_total += raw
+                        if on_progress is not None:
+                            on_progress(raw, totals)
+                except OSError as exc:
+                    errors.append(f"read error: {exc.strerror or exc}")
+                finally:
+                    if fh is not sys.stdin.buffer:
+                        fh.close()
+            row: dict[str, Any] = {
+                "path": path,
+                "bytes": raw_total,
+                "games": totals.seen - before[0],
+                "kept": totals.kept - before[1],
+            }
+            if errors:
+                row["error"] = "; ".join(errors)
+            input_rows.append(row)
+        manifest = {
+            "format": FORMAT,
+            "vocab": VOCAB,
+            "dtype": "uint8",
+            "files": {"train": "train.bin", "val": "val.bin"},
+            "inputs": input_rows,
+            "filters": filters.describe(),
+            "games": {
+                "seen": totals.seen,
+                "kept": totals.kept,
+                "train": totals.kept_train,
+                "val": totals.kept_val,
+                "skipped": totals.seen - totals.kept,
+            },
+            "skipped": {reason: totals.skipped.get(reason, 0) for reason in SKIP_REASONS},
+            "tokens": {"train": train.size, "val": val.size},
+            "plies": totals.plies,
+            "val_fraction": filters.val_fraction,
+            "split": {
+                "by": "game",
+                "method": "blake2b-64 of the transcript < val_fraction * 2**64",
+                "val_fraction": filters.val_fraction,
+            },
+            "rating_range": (
+                None if totals.rating_min is None else [totals.rating_min, totals.rating_max]
+            ),
+            "max_rating": totals.rating_max,
+        }
+        if totals.kept == 0:
+            train.discard()
+            val.discard()
+            return manifest
+        # Manifest last: a crash in between leaves no manifest rather than a stale one.
+        (out / "manifest.json").unlink(missing_ok=True)
+        train.finish()
+        val.finish()
+        _write_json(out / "manifest.json", manifest)
+        return manifest
+    except BaseException:
+        train.discard()
+        val.discard()
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _input_size(path: str) -> int | None:
+    if path == "-":
+        return None
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def _summary(manifest: dict[str, Any], seconds: float) -> str:
+    games, tokens = manifest["games"], manifest["tokens"]
+    skipped = ", ".join(f"{k} {v:,}" for k, v in manifest["skipped"].items() if v) or "none"
+    rate = games["seen"] / seconds if seconds > 0 else 0.0
+    return (
+        f"{games['seen']:,} games read, {games['kept']:,} kept "
+        f"(train {games['train']:,} games / {tokens['train']:,} tokens, "
+        f"val {games['val']:,} / {tokens['val']:,}); skipped: {skipped}; "
+        f"{seconds:.1f} s, {rate:,.0f} games/s"
+    )
+
+
+@click.command("prepare")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for train.bin, val.bin and manifest.json.")
+@click.option("--max-elo", type=click.IntRange(min=0), default=None,
+              help="Keep games where both players are rated at most N (the paper's cap).")
+@click.option("--min-elo", type=click.IntRange(min=0), default=None,
+              help="Keep games where both players are rated at least N.")
+@click.option("--min-base-time", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Keep games whose TimeControl starts with at least this many seconds.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.05,
+              show_default=True, help="Share of games (by a hash of the game) for val.bin.")
+@click.option("--validate", is_flag=True,
+              help="Replay every game with python-chess; drop games with illegal moves (slow).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes that convert chunks of games in parallel.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+def prepare_command(inputs: tuple[str, ...], out: Path, max_elo: int | None,
+                    min_elo: int | None, min_base_time: float | None, val_fraction: float,
+                    validate: bool, workers: int, quiet: bool) -> None:
+    """Turn PGN files (.pgn, .pgn.zst, or - for stdin) into train.bin/val.bin token streams.
+
+    Unfinished games, games from a set-up position and variants are always skipped.
+    """
+    if max_elo is not None and min_elo is not None and min_elo > max_elo:
+        raise click.UsageError(f"--min-elo {min_elo} is above --max-elo {max_elo}")
+    if list(inputs).count("-") > 1:
+        raise click.UsageError("stdin (-) can be read only once")
+    for path in inputs:
+        if path != "-" and not os.path.isfile(path):
+            what = "is a directory" if os.path.isdir(path) else "no such file"
+            raise FileNotFoundError(f"input {path}: {what}")
+    filters = Filters(max_elo, min_elo, min_base_time, validate, val_fraction)
+    sizes = [_input_size(p) for p in inputs]
+    total = None if None in sizes else sum(s for s in sizes if s is not None)
+    start = time.monotonic()
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                   desc="prepare", dynamic_ncols=True, file=sys.stderr)
+
+    def progress(raw: int, totals: _Totals) -> None:
+        if bar is not None:
+            rate = totals.seen / max(time.monotonic() - start, 1e-9)
+            bar.set_postfix_str(f"{rate:,.0f} games/s, kept {totals.kept:,}", refresh=False)
+            bar.update(raw)
+
+    try:
+        manifest = prepare(list(inputs), out, filters, workers, on_progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    for row in manifest["inputs"]:
+        if "error" in row:
+            click.echo(f"warning: {row['path']}: {row['error']}", err=True)
+    if not quiet:
+        click.echo(_summary(manifest, time.monotonic() - start), err=True)
+    if manifest["games"]["kept"] == 0:
+        skipped = ", ".join(f"{k} {v}" for k, v in manifest["skipped"].items() if v) or "no games"
+        raise click.ClickException(
+            f"no games kept from {manifest['games']['seen']} read ({skipped}); nothing written"
+        )
