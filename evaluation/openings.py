@@ -5,10 +5,11 @@ The bundled ``openings.pgn`` was made by this module's generator::
     python -m transcend.evaluation.openings --out evaluation/openings.pgn
 
 It walks the tree of Stockfish's best moves from the start position (MultiPV at a fixed depth,
-so it is reproducible), four plies deep, and keeps the lines that Stockfish scores within
-``--max-cp`` centipawns of equality at a deeper search: short, common, balanced openings. Each is
-played twice in a tournament, once with each colour. PGN books keep the whole game from the start
-position, which suits a model that reads the transcript of the game so far.
+so it is reproducible), four plies deep, and keeps one line per position (no transpositions)
+when Stockfish scores it within ``--max-cp`` centipawns of equality at a deeper search: short,
+common, balanced openings. Each is played twice in a tournament, once with each colour. PGN books
+keep the whole game from the start position, which suits a model that reads the transcript of
+the game so far.
 """
 
 from __future__ import annotations
@@ -83,10 +84,14 @@ def generate(engine: chess.engine.SimpleEngine, plies: int, width: list[int], de
             grown += [line + [info["pv"][0]] for info in infos if info.get("pv")]
         lines = grown
     balanced = []
+    seen: set[str] = set()
     for line in lines:
         board = chess.Board()
         for move in line:
             board.push(move)
+        if board.epd() in seen:  # a transposition of a line already kept
+            continue
+        seen.add(board.epd())
         score = engine.analyse(board, chess.engine.Limit(depth=check_depth))["score"].white()
         if not score.is_mate() and abs(score.score() or 0) <= max_cp:
             balanced.append(line)

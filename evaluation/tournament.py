@@ -38,8 +38,7 @@ from transcend.evaluation.ratings import Outcome, bradley_terry, format_table, s
 
 TERMINATIONS = ("normal", "time forfeit", "illegal move", "crash", "adjudication")
 FORFEITS = ("time forfeit", "illegal move", "crash")
-ILLEGAL_INFO = re.compile(r"illegal attempts\s+(\d+)")
-STARTUP_TIMEOUT = 30.0
+ILLEGAL_INFO = re.compile(r"illegal attempts\s+(\d+)(\s+fallback)?")
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,9 @@ class Settings:
     move_timeout: float = 60.0  # for moves with no time budget at all (nodes or depth limits)
     seed: int = 0
     event: str = "transcend tournament"
+    startup_timeout: float = 30.0  # for the UCI handshake of a starting engine
+    # The paper's rule: an engine whose samples were all illegal (it reports ``fallback``) loses.
+    paper_forfeit: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,15 @@ class GameResult:
     result: str
     termination: str
     plies: int
-    illegal: dict[bool, int] = field(default_factory=dict)  # colour -> illegal attempts
-    moves: dict[bool, int] = field(default_factory=dict)  # colour -> moves that reported them
+    # Per colour, for engines that sample like the paper (``info string illegal attempts N``):
+    illegal: dict[bool, int] = field(default_factory=dict)  # illegal samples reported
+    moves: dict[bool, int] = field(default_factory=dict)  # moves the engine answered with
+    fallbacks: dict[bool, int] = field(default_factory=dict)  # moves after all samples failed
+
+    def illegal_counts(self, name: str) -> tuple[int, int, int]:
+        """(illegal samples, engine moves, fallbacks) of player ``name`` in this game."""
+        side = name == self.white
+        return (self.illegal.get(side, 0), self.moves.get(side, 0), self.fallbacks.get(side, 0))
 
     def score(self, name: str) -> float:
         white_score = {"1-0": 1.0, "0-1": 0.0}.get(self.result, 0.5)
@@ -184,8 +193,9 @@ def _options_for(protocol: chess.engine.UciProtocol, spec: PlayerSpec
 class EngineSlot:
     """One player's engine process in one worker; started on demand, killed after a failure."""
 
-    def __init__(self, spec: PlayerSpec) -> None:
+    def __init__(self, spec: PlayerSpec, startup_timeout: float = 30.0) -> None:
         self.spec = spec
+        self.startup_timeout = startup_timeout
         self.transport: asyncio.SubprocessTransport | None = None
         self.protocol: chess.engine.UciProtocol | None = None
 
@@ -198,9 +208,9 @@ class EngineSlot:
             self.transport, self.protocol = await asyncio.wait_for(
                 chess.engine.popen_uci(self.spec.command, setpgrp=True,
                                        stderr=asyncio.subprocess.DEVNULL),
-                STARTUP_TIMEOUT)
+                self.startup_timeout)
             await asyncio.wait_for(self.protocol.configure(_options_for(self.protocol, self.spec)),
-                                   STARTUP_TIMEOUT)
+                                   self.startup_timeout)
         return self.protocol
 
     def kill(self) -> None:
@@ -222,11 +232,12 @@ class _Move:
     move: chess.Move | None = None
     failure: str | None = None  # a termination from FORFEITS
     reason: str = ""
-    illegal: int | None = None
+    illegal: int = 0
+    fallback: bool = False
 
 
 async def _engine_move(slot: EngineSlot, board: chess.Board, limit: chess.engine.Limit,
-                       budget: float, game: object) -> _Move:
+                       budget: float, game: object, paper_forfeit: bool) -> _Move:
     try:
         protocol = await slot.start()
     except (asyncio.TimeoutError, chess.engine.EngineError, OSError) as exc:
@@ -248,11 +259,15 @@ async def _engine_move(slot: EngineSlot, board: chess.Board, limit: chess.engine
             return _Move(failure="illegal move", reason=text.split(" in ")[0])
         return _Move(failure="crash", reason=text)
     found = ILLEGAL_INFO.search(str(played.info.get("string", "")))
-    illegal = int(found.group(1)) if found else None
+    illegal = int(found.group(1)) if found else 0
+    fallback = bool(found and found.group(2))
     if played.move is None or played.move not in board.legal_moves:
         slot.kill()
         return _Move(failure="illegal move", reason="no move", illegal=illegal)
-    return _Move(move=played.move, illegal=illegal)
+    if fallback and paper_forfeit:
+        return _Move(failure="illegal move", reason=f"{illegal} illegal samples (paper rule)",
+                     illegal=illegal, fallback=True)
+    return _Move(move=played.move, illegal=illegal, fallback=fallback)
 
 
 def _limit_text(spec: PlayerSpec, settings: Settings) -> str:
@@ -273,7 +288,8 @@ async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int,
     rng = random.Random(f"{settings.seed}:{game.index}")
     clocks = {c: settings.tc.base if settings.tc else 0.0 for c in (chess.WHITE, chess.BLACK)}
     illegal: dict[bool, int] = {}
-    reported: dict[bool, int] = {}
+    moves: dict[bool, int] = {}
+    fallbacks: dict[bool, int] = {}
     key = object()  # a new identity per game: python-chess then sends ucinewgame
     result = termination = reason = ""
     while True:
@@ -303,13 +319,14 @@ async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int,
                                        white_inc=tc.increment, black_inc=tc.increment)
             budget = clocks[colour] + settings.margin
         began = time.perf_counter()
-        answer = await _engine_move(slot, board, limit, budget, key)
+        answer = await _engine_move(slot, board, limit, budget, key, settings.paper_forfeit)
         clocks[colour] = max(0.0, clocks[colour] - (time.perf_counter() - began))
         if settings.tc:
             clocks[colour] += settings.tc.increment
-        if answer.illegal is not None:
+        if answer.move is not None or answer.fallback:
             illegal[colour] = illegal.get(colour, 0) + answer.illegal
-            reported[colour] = reported.get(colour, 0) + (answer.move is not None)
+            moves[colour] = moves.get(colour, 0) + 1
+            fallbacks[colour] = fallbacks.get(colour, 0) + answer.fallback
         if answer.failure:
             result = "0-1" if colour == chess.WHITE else "1-0"
             termination = answer.failure
@@ -319,7 +336,8 @@ async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int,
         assert answer.move is not None
         board.push(answer.move)
     record = GameResult(game.index, players[game.white].name, players[game.black].name, result,
-                        termination, len(board.move_stack) - book_plies, illegal, reported)
+                        termination, len(board.move_stack) - book_plies, illegal, moves,
+                        fallbacks)
     return record, _pgn(record, board, start, game, players, settings, reason, book_plies)
 
 
@@ -351,9 +369,10 @@ def _pgn(record: GameResult, board: chess.Board, start: chess.Board, game: Sched
             headers[f"{colour}Options"] = ", ".join(f"{k}={v}" for k, v in spec.options.items())
         if spec.temperature is not None:
             headers[f"{colour}Temperature"] = f"{spec.temperature:g}"
-        if side in record.moves:
+        if spec.kind == "uci":
+            headers[f"{colour}EngineMoves"] = str(record.moves.get(side, 0))
             headers[f"{colour}IllegalAttempts"] = str(record.illegal.get(side, 0))
-            headers[f"{colour}ReportedMoves"] = str(record.moves[side])
+            headers[f"{colour}Fallbacks"] = str(record.fallbacks.get(side, 0))
     if settings.max_moves:
         headers["MaxMoves"] = str(settings.max_moves)
     if game.opening is not None and book_plies:
@@ -375,14 +394,15 @@ def read_results(pgn: Path) -> list[tuple[GameResult, str]]:
             h = game.headers
             if h.get("Result", "*") == "*" or not h.get("Round", "").isdigit():
                 continue
-            illegal, moves = {}, {}
+            illegal, moves, fallbacks = {}, {}, {}
             for colour, side in (("White", True), ("Black", False)):
-                if f"{colour}ReportedMoves" in h:
+                with contextlib.suppress(KeyError, ValueError):
                     illegal[side] = int(h[f"{colour}IllegalAttempts"])
-                    moves[side] = int(h[f"{colour}ReportedMoves"])
+                    moves[side] = int(h[f"{colour}EngineMoves"])
+                    fallbacks[side] = int(h[f"{colour}Fallbacks"])
             record = GameResult(int(h["Round"]) - 1, h["White"], h["Black"], h["Result"],
                                 h.get("Termination", "normal"), len(list(game.mainline_moves())),
-                                illegal, moves)
+                                illegal, moves, fallbacks)
             exporter = chess.pgn.StringExporter(headers=True, variations=False, comments=True)
             found.append((record, game.accept(exporter) + "\n\n"))
     return found
@@ -449,17 +469,17 @@ def matrix_table(result: TournamentResult) -> str:
     return "\n".join(lines)
 
 
-async def _check_engines(players: list[PlayerSpec]) -> None:
+async def _check_engines(players: list[PlayerSpec], startup_timeout: float) -> None:
     """Start every engine once before the first game, so a wrong command is one clear error."""
     for spec in players:
         if spec.kind == "random" or spec.eps >= 1.0:
             continue
-        slot = EngineSlot(spec)
+        slot = EngineSlot(spec, startup_timeout)
         try:
             await slot.start()
         except asyncio.TimeoutError:
             raise ValueError(f"{spec.name} ({' '.join(spec.command)}) did not complete the UCI "
-                             f"handshake within {STARTUP_TIMEOUT:g} s") from None
+                             f"handshake within {startup_timeout:g} s") from None
         except (chess.engine.EngineError, chess.engine.EngineTerminatedError, OSError) as exc:
             raise ValueError(f"{spec.name} ({' '.join(spec.command)}) failed to start: "
                              f"{exc}") from None
@@ -470,7 +490,7 @@ async def _check_engines(players: list[PlayerSpec]) -> None:
 async def _run(players: list[PlayerSpec], todo: list[Scheduled], openings: list[Opening],
                settings: Settings, concurrency: int, result: TournamentResult,
                on_game: Callable[[GameResult, str], None]) -> None:
-    await _check_engines(players)
+    await _check_engines(players, settings.startup_timeout)
     queue: asyncio.Queue[Scheduled] = asyncio.Queue()
     for game in todo:
         queue.put_nowait(game)
@@ -483,7 +503,7 @@ async def _run(players: list[PlayerSpec], todo: list[Scheduled], openings: list[
                 for index in [i for i in slots if i not in (game.white, game.black)]:
                     await slots.pop(index).close()  # keep only this game's engines running
                 for index in (game.white, game.black):
-                    slots.setdefault(index, EngineSlot(players[index]))
+                    slots.setdefault(index, EngineSlot(players[index], settings.startup_timeout))
                 record, text = await play_game(game, players, slots, openings, settings)
                 result.games.append(record)
                 on_game(record, text)
@@ -595,18 +615,22 @@ def summary(result: TournamentResult) -> str:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of random movers and noise.")
 @click.option("--event", default="transcend tournament", show_default=True)
+@click.option("--paper-forfeit", is_flag=True,
+              help="An engine that reports all its samples illegal ('info string illegal "
+                   "attempts N fallback') loses the game, as in the paper.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def tournament_command(engines: tuple[str, ...], opponents: tuple[str, ...], games: int,
                        round_robin: bool, openings: Path | None, pgn: Path | None,
                        concurrency: int, max_moves: int | None, tc: str | None, margin: float,
-                       move_timeout: float, seed: int, event: str, quiet: bool) -> None:
+                       move_timeout: float, seed: int, event: str, paper_forfeit: bool,
+                       quiet: bool) -> None:
     """Play a gauntlet (or round robin) of UCI engines and print standings and ratings."""
     if openings is not None and str(openings) == "default":
         openings = bundled_openings()
     elif openings is not None and not openings.exists():
         raise click.BadParameter(f"{openings} does not exist", param_hint="--openings")
     settings = Settings(TimeControl.parse(tc) if tc else None, max_moves, margin, move_timeout,
-                        seed, event)
+                        seed, event, paper_forfeit=paper_forfeit)
     result = run_tournament(list(engines), list(opponents), games, round_robin=round_robin,
                             openings=openings, pgn=pgn, concurrency=concurrency,
                             settings=settings, progress=not quiet)

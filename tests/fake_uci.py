@@ -5,7 +5,8 @@
 Modes: ``random`` plays random legal moves; ``crash`` exits at its N-th ``go`` of a game;
 ``silent`` never answers its N-th ``go``; ``illegal`` plays an illegal move at its N-th ``go``;
 ``nouci`` never answers ``uci``; ``slow`` sleeps 0.3 s before every move. ``--illegal-info K``
-reports ``info string illegal attempts K`` before every move, as transcend-uci does in paper mode.
+reports ``info string illegal attempts K`` before every move, as transcend-uci does in paper mode;
+``--fallback-at N`` reports at its N-th move that every sample was illegal.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--temp", type=float, default=1.0)
     parser.add_argument("--model", default="")
     parser.add_argument("--illegal-info", type=int, default=-1)
+    parser.add_argument("--fallback-at", type=int, default=0)
     args, _ = parser.parse_known_args()
     rng = random.Random(int(args.temp * 1000))
     board = chess.Board()
@@ -59,10 +61,15 @@ def main() -> None:
                 continue
             if args.mode == "slow":
                 time.sleep(0.3)
-            if args.illegal_info >= 0:
-                print(f"info string illegal attempts {args.illegal_info}", flush=True)
+            if goes == args.fallback_at:
+                print("info string illegal attempts 5 fallback token 'Zz9'", flush=True)
+            elif args.illegal_info > 0:
+                print(f"info string illegal attempts {args.illegal_info} 'e9'", flush=True)
             if goes >= args.after and args.mode == "illegal":
-                print("bestmove a1a1", flush=True)
+                legal = set(board.legal_moves)
+                wrong = next(chess.Move(a, b) for a in board.pieces(chess.KING, board.turn)
+                             for b in chess.SQUARES if a != b and chess.Move(a, b) not in legal)
+                print(f"bestmove {wrong.uci()}", flush=True)
                 continue
             move = rng.choice(list(board.legal_moves))
             print(f"info depth 1 score cp 0\nbestmove {move.uci()}", flush=True)
