@@ -420,7 +420,7 @@ def _blocks(fh: BinaryIO, read_bytes: int = READ_BYTES) -> Iterator[tuple[bytes,
 
     dctx = zstandard.ZstdDecompressor()
     dobj = dctx.decompressobj()
-    pending, consumed, in_frame = head, 0, False
+    pending, consumed, in_frame = head, len(head), False
     while True:
         if not pending:
             pending = fh.read(read_bytes)
