@@ -1,0 +1,125 @@
+"""`transcend data experts`: games between noisy Stockfish experts, written as PGN."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import chess
+import chess.pgn
+import numpy as np
+import pytest
+from transcend.engine.transcript import board_transcript, decode
+from transcend.training.cli import main
+from transcend.training.experts import complete_games
+
+EXPERTS = ["sf:skill=0,nodes=20,eps=0.3,elo=900", "sf:skill=1,nodes=20,elo=1000"]
+NAMES = {"sf-skill0-n20-eps0.3": 900, "sf-skill1-n20": 1000}
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def experts(out: Path, games: int, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["data", "experts", "--out", str(out), "--games", str(games), "--max-plies", "20",
+            "--seed", "3", "--quiet"]
+    for spec in EXPERTS:
+        args += ["--expert", spec]
+    code, err = cli(args, capsys)
+    assert code == 0, err
+
+
+def read_games(path: Path) -> list[chess.pgn.Game]:
+    handle = io.StringIO(path.read_text())
+    games = []
+    while (game := chess.pgn.read_game(handle)) is not None:
+        assert not game.errors, game.errors
+        games.append(game)
+    return games
+
+
+@pytest.fixture(scope="module")
+def experts_pgn(tmp_path_factory: pytest.TempPathFactory, stockfish: str) -> Path:
+    out = tmp_path_factory.mktemp("experts") / "experts.pgn"
+    args = ["data", "experts", "--out", str(out), "--games", "4", "--max-plies", "20",
+            "--seed", "3", "--quiet"]
+    for spec in EXPERTS:
+        args += ["--expert", spec]
+    main(args)
+    return out
+
+
+def test_games_and_headers(experts_pgn: Path) -> None:
+    games = read_games(experts_pgn)
+    assert len(games) == 4
+    assert complete_games(experts_pgn)[0] == 4
+    for game in games:
+        headers = game.headers
+        assert headers["White"] in NAMES and headers["Black"] in NAMES
+        assert int(headers["WhiteElo"]) == NAMES[headers["White"]]
+        assert int(headers["BlackElo"]) == NAMES[headers["Black"]]
+        board = game.end().board()
+        assert 0 < board.ply() <= 20
+        if board.is_checkmate():
+            assert headers["Termination"] == "Normal"
+            assert headers["Result"] == ("0-1" if board.turn == chess.WHITE else "1-0")
+        elif board.ply() == 20:
+            assert (headers["Result"], headers["Termination"]) == ("1/2-1/2", "Adjudication")
+        else:
+            assert headers["Result"] == "1/2-1/2"  # stalemate or a claimed draw
+            assert headers["Termination"] == "Normal"
+
+
+def test_resume_after_a_cut_mid_game(
+    experts_pgn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = experts_pgn.read_bytes()
+    last = text.rindex(b"[Event ")
+    moves = text.index(b"\n\n", last) + 2
+    cut = tmp_path / "cut.pgn"
+    cut.write_bytes(text[: moves + 15])  # the last game's headers and a few moves
+    assert complete_games(cut)[0] == 3
+    experts(cut, 4, capsys)
+    resumed = cut.read_bytes()
+    assert resumed.startswith(text[:last])  # the complete games are kept as they were
+    games = read_games(cut)
+    assert len(games) == 4 and complete_games(cut) == (4, len(resumed))
+    assert games[3].headers["Round"] == "4"
+    assert resumed.count(b"[Event ") == 4
+    # Asking for no more games than the file holds changes nothing.
+    experts(cut, 3, capsys)
+    assert cut.read_bytes() == resumed
+
+
+@pytest.mark.parametrize(
+    "spec", ["sf:skill=abc", "sf:skill=42", "sf:eps=2", "sf:colour=red", "uci:name=x", ""]
+)
+def test_bad_spec_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str
+) -> None:
+    out = tmp_path / "x.pgn"
+    code, err = cli(["data", "experts", "--out", str(out), "--games", "2", "--expert", spec,
+                     "--quiet"], capsys)
+    assert code != 0
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.lower().startswith("error")]
+    assert len(errors) == 1, err
+    assert not out.exists()
+
+
+def test_prepared_transcripts_equal_replayed_games(
+    experts_pgn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "data"
+    code, err = cli(["data", "prepare", str(experts_pgn), "--out", str(out), "--val-fraction",
+                     "0", "--max-elo", "1000", "--validate", "--quiet"], capsys)
+    assert code == 0, err
+    stream = decode(np.memmap(out / "train.bin", dtype=np.uint8, mode="r"))
+    expected = "".join(board_transcript(g.end().board()) for g in read_games(experts_pgn))
+    assert stream == expected
