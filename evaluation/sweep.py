@@ -93,6 +93,22 @@ def engine_spec(engine_cmd: str, model: Path, temperature: float, mode: str,
     return parse_spec(f"uci:name={model.stem}-T{temperature:g},depth=1,cmd={command}")
 
 
+def write_metadata_calibration(model: Path, points: list[dict[str, float]]) -> None:
+    """Store the calibration in the model's own metadata (``calibration``), which the engine
+    reads; needs the ``onnx`` package (the ``train`` extra) and rewrites the file atomically."""
+    try:
+        import onnx
+    except ImportError:
+        raise click.ClickException("--write-metadata needs the onnx package "
+                                   "(pip install 'transcend[train]')") from None
+    proto = onnx.load(str(model))
+    kept = [p for p in proto.metadata_props if p.key != "calibration"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    proto.metadata_props.add(key="calibration", value=json.dumps(points))
+    _write_atomic(model, proto.SerializeToString())
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "wb") as handle:
@@ -115,7 +131,7 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
               *, engine_cmd: str = "transcend-uci", anchors: dict[str, float] | None = None,
               tc: str | None = None, openings: Path | None = None, seed: int = 0,
               margin: float = 1.0, move_timeout: float = 60.0, progress: bool = False,
-              calibrate: bool = True) -> SweepResult:
+              calibrate: bool = True, write_metadata: bool = False) -> SweepResult:
     """Play every temperature against every opponent and write the sweep's files to ``out``."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
@@ -167,6 +183,8 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
         result.calibration = calibration_path(model)
         points = [{"temperature": r.temperature, "elo": round(r.elo, 1)} for r in rows]
         _write_atomic(result.calibration, (json.dumps(points, indent=1) + "\n").encode())
+        if write_metadata:
+            write_metadata_calibration(model, points)
     _write_atomic(out / "summary.md", _summary(result, model, opponents, games, mode,
                                                settings, anchor_source).encode())
     return result
@@ -290,15 +308,17 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
               help="Opening book (.pgn/.epd); default: the standard start, as in the paper.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-calibration", is_flag=True, help="Do not write the calibration file.")
+@click.option("--write-metadata", is_flag=True,
+              help="Also store the calibration in the model file's metadata (needs onnx).")
 @click.option("--quiet", is_flag=True)
 def sweep_command(model: Path, temps: str, opponents: tuple[str, ...], games: int, out: Path,
                   mode: str, concurrency: int, max_moves: int, engine_cmd: str,
                   anchor_texts: tuple[str, ...], tc: str | None, openings: Path | None,
-                  seed: int, no_calibration: bool, quiet: bool) -> None:
+                  seed: int, no_calibration: bool, write_metadata: bool, quiet: bool) -> None:
     """Rate a model at several temperatures against the same opponents (the paper's Figure 1)."""
     anchors = dict(parse_anchor(a) for a in anchor_texts)
     result = run_sweep(model, parse_temperatures(temps), list(opponents), games, out,
                        concurrency, max_moves, mode, engine_cmd=engine_cmd, anchors=anchors,
                        tc=tc, openings=openings, seed=seed, progress=not quiet,
-                       calibrate=not no_calibration)
+                       calibrate=not no_calibration, write_metadata=write_metadata)
     click.echo((result.out / "summary.md").read_text())

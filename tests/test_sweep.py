@@ -11,6 +11,7 @@ from pathlib import Path
 
 import chess.pgn
 import pytest
+from transcend.engine.policy import read_model_info
 from transcend.evaluation.sweep import calibration_path, parse_temperatures, run_sweep
 from transcend.training.cli import main
 
@@ -92,7 +93,8 @@ def test_tiny_end_to_end_with_transcend_uci(tmp_path: Path, tiny_onnx: Path) -> 
     shutil.copy(tiny_onnx, model)
     out = tmp_path / "token"
     result = run_sweep(model, [0.5, 1.5], ["random"], 2, out, concurrency=2, max_moves=6,
-                       mode="token", engine_cmd=uci_command(), anchors={"random": 0})
+                       mode="token", engine_cmd=uci_command(), anchors={"random": 0},
+                       write_metadata=True)
     handle = io.StringIO((out / "games.pgn").read_text())
     games = []
     while (game := chess.pgn.read_game(handle)) is not None:
@@ -104,6 +106,9 @@ def test_tiny_end_to_end_with_transcend_uci(tmp_path: Path, tiny_onnx: Path) -> 
         side = "White" if game.headers["White"].startswith("tiny") else "Black"
         assert game.headers[f"{side}Temperature"] in ("0.5", "1.5")
     assert calibration_path(model).exists()
+    # The curve is also inside the model, where the engine reads it for UCI_Elo.
+    stored = read_model_info(model).calibration
+    assert stored == [(r.temperature, round(r.elo, 1)) for r in result.rows]
     assert {r.games for r in result.rows} == {2}
     # The untrained model writes mostly nonsense: in the paper's mode nearly every sample is
     # illegal, and after five in a row the paper's rule forfeits the game.
