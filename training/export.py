@@ -15,7 +15,6 @@ from typing import Any
 import click
 import numpy as np
 import torch
-
 from transcend.engine.transcript import VOCAB, VOCAB_SIZE
 from transcend.training.model import GPT, ModelConfig
 
@@ -47,9 +46,10 @@ def load_checkpoint(path: Path) -> tuple[GPT, dict[str, Any]]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a bad file
-        raise CheckpointError(f"{path} is not a loadable checkpoint: {exc}".splitlines()[0]) from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path} is not a loadable checkpoint: {reason}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
-        raise CheckpointError(f"{path} is not a nanoGPT checkpoint (needs 'model' and 'model_args')")
+        raise CheckpointError(f"{path} is not a nanoGPT checkpoint (no 'model'/'model_args')")
     args = dict(ckpt["model_args"])
     if int(args.get("vocab_size", -1)) != VOCAB_SIZE:
         raise CheckpointError(

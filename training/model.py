@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
-
 from transcend.engine.transcript import VOCAB_SIZE
 
 
@@ -40,7 +39,7 @@ CONFIGS: dict[str, ModelConfig] = {
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1's elementwise flag)."""
+    """LayerNorm with an optional bias, as in nanoGPT (parameter names must match)."""
 
     def __init__(self, ndim: int, bias: bool) -> None:
         super().__init__()
@@ -81,7 +80,7 @@ class CausalSelfAttention(nn.Module):
     def forward_cached(
         self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Attention of new tokens over the cache and each other; ``mask`` is additive (B,1,T,P+T)."""
+        """Attention of new tokens over the cache and each other; ``mask`` is additive."""
         b, t, c = x.shape
         q, k, v = self._heads(x)
         k = torch.cat([past_k, k], dim=2)

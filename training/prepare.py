@@ -75,7 +75,7 @@ _HAS_ESCAPE = re.compile(rb"\n%")
 _SEP = b"\x00"
 _COMMENT = re.compile(rb"\{[^}\x00]*\}|;[^\n\x00]*")
 _VARIATION = re.compile(rb"\([^()\x00]*\)")
-_NOISE = re.compile(rb"\$\d*|[?!]+|\d+\.+")
+_NOISE = re.compile(rb"\$\d*|[?!]+|\d*\.+")
 _ZERO_CASTLE = re.compile(rb"(?<![\w/-])0-0(?:-0)?(?![\w/-])")
 _SAN = re.compile(
     rb"(?:[NBRQK][a-h]?[1-8]?x?[a-h][1-8]|[a-h](?:x[a-h])?(?:[18]=[NBRQ]|[2-7])|O-O(?:-O)?)[+#]?"
@@ -278,46 +278,57 @@ def _strip_comments(text: bytes) -> bytes:
     return _COMMENT.sub(b" ", text)
 
 
-def _tokens(text: bytes) -> tuple[list[bytes], set[bytes]]:
-    """The whitespace-separated tokens of cleaned movetext, move numbers dropped, and the set
-    of tokens that may not appear inside a game (anything but SAN; results included)."""
-    words = text.split()
-    seen = set(words)
-    odd = seen - _RESULTS
-    odd.discard(_SEP)
-    if any(_SAN.fullmatch(w) is None and _MOVE_NUMBER.fullmatch(w) is None for w in odd):
+def _drop_move_numbers(text: bytes) -> bytes:
+    """``text`` without tokens made only of digits and dots (``12.``, ``12...``).
+
+    python-chess skips them too; the numbering is written anew per game. Done with numpy
+    because a per-token Python filter costs as much as all the rest.
+    """
+    arr = np.frombuffer(text, dtype=np.uint8)
+    if len(arr) == 0:
+        return text
+    space = arr <= 32  # also the NUL between games, which is kept
+    edges = np.flatnonzero(np.diff(space.view(np.int8), prepend=1, append=1))
+    # Padded with whitespace on both sides, the edges alternate: token start, token end, ...
+    starts, ends = edges[0::2], edges[1::2]
+    other = ~space & ((arr < 48) | (arr > 57)) & (arr != 46)
+    count = np.concatenate(([0], np.cumsum(other, dtype=np.int64)))
+    numeric = count[ends] == count[starts]
+    if not numeric.any():
+        return text
+    step = np.zeros(len(arr) + 1, dtype=np.int8)
+    step[0] = 1
+    step[starts[numeric]] -= 1  # tokens never touch, so no index repeats
+    step[ends[numeric]] += 1
+    return arr[np.cumsum(step[:-1], dtype=np.int8) > 0].tobytes()
+
+
+def _tokens(text: bytes) -> tuple[list[list[bytes]], set[bytes]]:
+    """Each game's whitespace-separated tokens, and the set of tokens that may not appear
+    inside a game (anything but SAN; results included)."""
+    parts = [game.split() for game in text.split(_SEP)]
+    seen: set[bytes] = set().union(*parts)
+    if any(_SAN.fullmatch(w) is None for w in seen - _RESULTS):
         # NAGs, !? annotations, numbers glued to moves (1.e4), castling with zeros: rare
         # enough for a regular-expression pass over the whole text.
         text = _NOISE.sub(b" ", text)
         if b"0-0" in text:
             text = _ZERO_CASTLE.sub(lambda m: m.group().replace(b"0", b"O"), text)
-        words = text.split()
-        seen = set(words)
-    bad = {w for w in seen if _SAN.fullmatch(w) is None}
-    # Move numbers (tokens ending with a dot) are dropped; the numbering is written anew.
-    return [w for w in words if w[-1] != 46], bad
+        parts = [game.split() for game in text.split(_SEP)]
+        seen = set().union(*parts)
+    return parts, {w for w in seen if _SAN.fullmatch(w) is None}
 
 
 def _clean_movetexts(bodies: list[bytes]) -> tuple[list[list[bytes]], set[bytes]]:
     """Each movetext's tokens with comments, variations, NAGs, annotations and move numbers
     gone, and the set of tokens that make a game unusable if found before its last token."""
-    text = _strip_comments(b" \x00 ".join(bodies))
+    text = _strip_comments(_SEP.join(bodies))
     while b"(" in text:
         stripped = _VARIATION.sub(b" ", text)
         if stripped == text:  # an unbalanced parenthesis: left for the SAN check to reject
             break
         text = stripped
-    words, bad = _tokens(text)
-    bad.discard(_SEP)
-    games: list[list[bytes]] = []
-    start = 0
-    find = words.index
-    for _ in range(len(bodies) - 1):
-        end = find(_SEP, start)
-        games.append(words[start:end])
-        start = end + 1
-    games.append(words[start:])
-    return games, bad
+    return _tokens(_drop_move_numbers(text))
 
 
 def process_chunk(chunk: bytes, f: Filters) -> ChunkResult:
