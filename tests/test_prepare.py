@@ -171,6 +171,8 @@ def test_transcripts_equal_replayed_games(tmp_path: Path) -> None:
     manifest = run(tmp_path, pgn)
     assert games_in(tmp_path / "out" / "train.bin") == expected
     assert manifest["games"]["kept"] == 60 and manifest["games"]["seen"] == 60
+    # With no game for validation there is no val.bin (the trainer then runs without one).
+    assert manifest["files"]["val"] is None and not (tmp_path / "out" / "val.bin").exists()
     # Replaying with python-chess keeps them all and writes the same text.
     run(tmp_path, pgn, filters=Filters(val_fraction=0.0, validate=True))
     assert games_in(tmp_path / "out" / "train.bin") == expected

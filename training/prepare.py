@@ -2,13 +2,14 @@
 
 Lichess PGN already holds every move in SAN, so a transcript is cut out of the text itself:
 comments, variations, NAGs, annotations, move numbers and the result are stripped in a few
-regular-expression passes over a whole chunk of games at once, and the white move numbers are
-written back per game. No board is replayed unless ``--validate`` asks for it, which is what makes
-this tens of times faster than ``chess.pgn.read_game``.
+passes (numpy masks and regular expressions) over a whole chunk of games at once, and the white
+move numbers are written back per game. No board is replayed unless ``--validate`` asks for it,
+which is what makes this tens of times faster than ``chess.pgn.read_game``.
 
 Outputs in ``--out DIR`` (see ``docs/transcript-format.md``):
 
 - ``train.bin`` / ``val.bin``: the stream ``;game;game...`` as uint8 token ids (``numpy.memmap``);
+  no ``val.bin`` when no game went to validation (``--val-fraction 0``);
 - ``manifest.json``: inputs, filters, games kept and skipped by reason, tokens, split, ratings.
 
 A game goes to ``val.bin`` when a hash of its transcript falls below ``--val-fraction``, so the
@@ -291,16 +292,20 @@ def _drop_move_numbers(text: bytes) -> bytes:
     edges = np.flatnonzero(np.diff(space.view(np.int8), prepend=1, append=1))
     # Padded with whitespace on both sides, the edges alternate: token start, token end, ...
     starts, ends = edges[0::2], edges[1::2]
+    if len(starts) == 0:
+        return text
     other = ~space & ((arr < 48) | (arr > 57)) & (arr != 46)
-    count = np.concatenate(([0], np.cumsum(other, dtype=np.int64)))
-    numeric = count[ends] == count[starts]
+    # Each segment runs from a token's start to the next one's, so its trailing whitespace
+    # (never "other") does not change the answer.
+    numeric = ~np.logical_or.reduceat(other, starts)
     if not numeric.any():
         return text
-    step = np.zeros(len(arr) + 1, dtype=np.int8)
-    step[0] = 1
-    step[starts[numeric]] -= 1  # tokens never touch, so no index repeats
-    step[ends[numeric]] += 1
-    return arr[np.cumsum(step[:-1], dtype=np.int8) > 0].tobytes()
+    bounds = np.empty(2 * int(numeric.sum()) + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, len(arr)
+    bounds[1:-1:2], bounds[2:-1:2] = starts[numeric], ends[numeric]
+    keep = np.zeros(len(bounds) - 1, dtype=np.bool_)
+    keep[0::2] = True
+    return arr[np.repeat(keep, np.diff(bounds))].tobytes()
 
 
 def _tokens(text: bytes) -> tuple[list[list[bytes]], set[bytes]]:
@@ -655,7 +660,8 @@ def prepare(
             "format": FORMAT,
             "vocab": VOCAB,
             "dtype": "uint8",
-            "files": {"train": "train.bin", "val": "val.bin"},
+            # No val.bin when no game went to validation (the trainer then runs without one).
+            "files": {"train": "train.bin", "val": "val.bin" if val.size else None},
             "inputs": input_rows,
             "filters": filters.describe(),
             "games": {
@@ -686,7 +692,11 @@ def prepare(
         # Manifest last: a crash in between leaves no manifest rather than a stale one.
         (out / "manifest.json").unlink(missing_ok=True)
         train.finish()
-        val.finish()
+        if val.size:
+            val.finish()
+        else:
+            val.discard()
+            (out / "val.bin").unlink(missing_ok=True)
         _write_json(out / "manifest.json", manifest)
         return manifest
     except BaseException:
