@@ -6,8 +6,10 @@ import io
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -472,3 +474,25 @@ def test_ctrl_c_exits_cleanly(
                     capsys)
     assert code == 130 and err.strip() == "interrupted"
     assert list((tmp_path / "o").iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigint_while_reading_leaves_no_files(tmp_path: Path, workers: str) -> None:
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transcend.training.cli", "data", "prepare", "-", "--out",
+         str(out), "--workers", workers, "--quiet"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(random_pgn(5, seed=12)[0].encode())
+    proc.stdin.flush()
+    # The temporary outputs exist once the run is under way; stdin stays open, so it waits.
+    deadline = time.monotonic() + 60
+    while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err.decode() and "interrupted" in err.decode()
+    assert list(out.iterdir()) == []
