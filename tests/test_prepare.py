@@ -235,6 +235,22 @@ def test_last_game_start() -> None:
     assert last_game_start(text) == 0
 
 
+def test_game_chunks_hold_whole_games_and_bounded_junk() -> None:
+    pgn, _ = random_pgn(20, seed=13)
+    data = pgn.encode()
+    blocks = ((data[i:i + 97], 97) for i in range(0, len(data), 97))
+    errors: list[str] = []
+    chunks = [chunk for chunk, _ in prep.game_chunks(blocks, 500, errors)]
+    assert b"".join(chunks) == data and not errors
+    assert len(chunks) > 5
+    assert all(chunk.startswith(b"[Event ") for chunk in chunks)
+    # Text without any game start is passed on in bounded pieces, not held whole.
+    junk = bytes(random.Random(0).randrange(256) for _ in range(100_000)).replace(b"[", b"")
+    blocks = ((junk[i:i + 100], 100) for i in range(0, len(junk), 100))
+    sizes = [len(chunk) for chunk, _ in prep.game_chunks(blocks, 100, errors)]
+    assert sum(sizes) == len(junk) and max(sizes) <= 64 * 100 + 100
+
+
 # ---------------------------------------------------------------------------------------------
 # Filters
 

@@ -479,23 +479,29 @@ def game_chunks(
     """(chunk of whole games of about ``target`` bytes, raw input bytes it took).
 
     A read error ends the input: it goes to ``errors`` and what was read before still comes out
-    (a game cut off by it is then skipped as truncated).
+    (a game cut off by it is then skipped as truncated). Text with no game start in 64 chunks'
+    worth (binary junk, say) is passed on as it is rather than held in memory.
     """
     pieces: list[bytes] = []
     size = raw = 0
+    check_at = target
     try:
         for data, consumed in blocks:
             pieces.append(data)
             size += len(data)
             raw += consumed
-            if size < target:
+            if size < check_at:
                 continue
             buf = b"".join(pieces)
             cut = last_game_start(buf)
+            if cut == 0 and size >= 64 * target:
+                cut = size
             if cut > 0:
                 yield buf[:cut], raw
                 buf, raw = buf[cut:], 0
             pieces, size = [buf], len(buf)
+            # A long game (or junk) is searched again only after half a chunk more.
+            check_at = max(target, size + target // 2)
     except InputError as exc:
         errors.append(str(exc))
     if size:
