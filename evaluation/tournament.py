@@ -201,30 +201,36 @@ class EngineSlot:
 
     async def start(self) -> chess.engine.UciProtocol:
         if self.protocol is not None and self.protocol.returncode.done():
-            self.kill()
+            await self.kill()
         if self.protocol is None:
             # Its own process group, so a hung engine's children die with it and Ctrl-C in the
-            # terminal reaches only the runner, which then closes every engine itself.
-            self.transport, self.protocol = await asyncio.wait_for(
-                chess.engine.popen_uci(self.spec.command, setpgrp=True,
-                                       stderr=asyncio.subprocess.DEVNULL),
-                self.startup_timeout)
+            # terminal reaches only the runner, which then closes every engine itself. The
+            # process is recorded before the handshake, so it is killed even if that never ends.
+            self.transport, self.protocol = await chess.engine.UciProtocol.popen(
+                self.spec.command, setpgrp=True, stderr=asyncio.subprocess.DEVNULL)
+            await asyncio.wait_for(self.protocol.initialize(), self.startup_timeout)
             await asyncio.wait_for(self.protocol.configure(_options_for(self.protocol, self.spec)),
                                    self.startup_timeout)
         return self.protocol
 
-    def kill(self) -> None:
-        if self.transport is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.transport.get_pid(), signal.SIGKILL)
-            self.transport.close()
+    async def kill(self) -> None:
+        transport, protocol = self.transport, self.protocol
         self.transport = self.protocol = None
+        if transport is None or protocol is None:
+            return
+        if not protocol.returncode.done():  # once reaped, its pid may belong to another
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(transport.get_pid(), signal.SIGKILL)
+        # Wait for the exit to be reaped, so no process outlives the event loop.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(protocol.returncode), 5.0)
+        transport.close()
 
     async def close(self) -> None:
-        if self.protocol is not None:
+        if self.protocol is not None and not self.protocol.returncode.done():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.protocol.quit(), 2.0)
-        self.kill()
+        await self.kill()
 
 
 @dataclass
@@ -241,19 +247,19 @@ async def _engine_move(slot: EngineSlot, board: chess.Board, limit: chess.engine
     try:
         protocol = await slot.start()
     except (asyncio.TimeoutError, chess.engine.EngineError, OSError) as exc:
-        slot.kill()
+        await slot.kill()
         return _Move(failure="crash", reason=f"did not start: {exc or 'timeout'}")
     try:
         played = await asyncio.wait_for(
             protocol.play(board, limit, game=game, info=chess.engine.INFO_BASIC), budget)
     except asyncio.TimeoutError:
-        slot.kill()
+        await slot.kill()
         return _Move(failure="time forfeit", reason=f"no move within {budget:.2f} s")
     except chess.engine.EngineTerminatedError:
-        slot.kill()
+        await slot.kill()
         return _Move(failure="crash", reason="the engine process exited")
     except chess.engine.EngineError as exc:
-        slot.kill()
+        await slot.kill()
         text = str(exc)
         if "uci" in text:  # python-chess rejects an illegal or unparsable bestmove this way
             return _Move(failure="illegal move", reason=text.split(" in ")[0])
@@ -262,7 +268,7 @@ async def _engine_move(slot: EngineSlot, board: chess.Board, limit: chess.engine
     illegal = int(found.group(1)) if found else 0
     fallback = bool(found and found.group(2))
     if played.move is None or played.move not in board.legal_moves:
-        slot.kill()
+        await slot.kill()
         return _Move(failure="illegal move", reason="no move", illegal=illegal)
     if fallback and paper_forfeit:
         return _Move(failure="illegal move", reason=f"{illegal} illegal samples (paper rule)",
