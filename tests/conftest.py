@@ -35,3 +35,30 @@ def stockfish() -> str:
         if shutil.which("apt-get"):
             pytest.fail("Stockfish is missing: `make test` installs it (apt-get install stockfish)")
         pytest.skip("Stockfish is not installed")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared data directory (train.bin, val.bin, manifest.json) of 300 random games."""
+    import json
+    import random
+
+    import chess
+
+    from transcend.engine.transcript import encode, game_transcript
+
+    rng = random.Random(7)
+    games = []
+    for _ in range(300):
+        board = chess.Board()
+        sans = []
+        while not board.is_game_over() and len(sans) < 60:
+            move = rng.choice(list(board.legal_moves))
+            sans.append(board.san(move))
+            board.push(move)
+        games.append(game_transcript(sans))
+    out = tmp_path_factory.mktemp("data")
+    encode("".join(games[30:])).tofile(out / "train.bin")
+    encode("".join(games[:30])).tofile(out / "val.bin")
+    (out / "manifest.json").write_text(json.dumps({"max_rating": 1200, "games_kept": 300}))
+    return out

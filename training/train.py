@@ -124,6 +124,12 @@ class TokenWindows:
         return xy[:, :-1], xy[:, 1:]
 
 
+def batch_rng(seed: int, rank: int, step: int, micro: int) -> np.random.Generator:
+    """The sampler of one micro-batch: a pure function of its coordinates, so a resumed run
+    draws exactly the windows it would have drawn, and every DDP rank draws different ones."""
+    return np.random.default_rng([seed, rank, step, micro])
+
+
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
     """Linear warmup, then cosine decay to ``min_lr`` at ``total_steps``."""
     if step < cfg.warmup_steps:
@@ -375,7 +381,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 group["lr"] = lr
             loss_sum = 0.0
             for micro in range(cfg.grad_accum):
-                rng = np.random.default_rng([cfg.seed, rank, step, micro])
+                rng = batch_rng(cfg.seed, rank, step, micro)
                 x, y = train_windows.batch(rng, cfg.batch_size)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 sync = (contextlib.nullcontext() if not ddp or micro == cfg.grad_accum - 1
