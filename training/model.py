@@ -30,7 +30,7 @@ class ModelConfig:
 
 CONFIGS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(n_layer=2, n_head=2, n_embd=32),
-    "small": ModelConfig(n_layer=6, n_head=8, n_embd=256),
+    "small": ModelConfig(n_layer=6, n_head=6, n_embd=192),
     "karvonen-25m": ModelConfig(n_layer=8, n_head=8, n_embd=512),
     "paper-50m": ModelConfig(n_layer=16, n_head=8, n_embd=512),
     "paper-300m": ModelConfig(n_layer=24, n_head=16, n_embd=1024),
