@@ -110,14 +110,14 @@ def main() -> None:
     parser.add_argument("--positions", type=int, default=None)
     parser.add_argument("--nodes", type=int, default=None)
     args = parser.parse_args()
-    positions = args.positions or (6 if args.quick else 200)
+    positions = args.positions or (6 if args.quick else 100)
     nodes = args.nodes or (2000 if args.quick else DEFAULT_NODES)
-    stage = min(positions, 3 if args.quick else 20)  # positions for the per-stage baselines
+    stage = min(positions, 3 if args.quick else 12)  # positions for the per-stage baselines
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         start = time.perf_counter()
-        pgn = args.pgn or make_games(folder, 4 if args.quick else 60)
+        pgn = args.pgn or make_games(folder, 4 if args.quick else 40)
         model = args.model or make_model(folder, "tiny" if args.quick else "small")
         setup = time.perf_counter() - start
         sample, _ = sample_positions([pgn], stage, seed=1)

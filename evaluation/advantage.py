@@ -574,13 +574,15 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
                   modes: Sequence[str] = MODES, cache: Path | None = None,
                   workers: int | None = None, bootstrap: int = DEFAULT_BOOTSTRAP,
                   distribution: DistributionFn | None = None, stockfish: str | None = None,
-                  plots: bool = True, progress: bool = False) -> AdvantageResult:
+                  device: str = "auto", plots: bool = True,
+                  progress: bool = False) -> AdvantageResult:
     """The whole advantage analysis; writes its files to ``out`` and returns the numbers.
 
     ``distribution`` replaces the model's move distribution (default: the engine's policy for
     ``model``); the model is loaded only after the positions are drawn and analysed, so bad
     input fails fast. ``cache`` is the directory of the Stockfish cache (default
-    ``~/.cache/transcend/advantage``).
+    ``~/.cache/transcend/advantage``); ``device`` is where the model runs (``auto``, ``cpu``,
+    ``cuda``, ``tensorrt``).
     """
     for mode in modes:
         if mode not in MODES:
@@ -607,7 +609,7 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
     seconds["stockfish"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    dist = distribution or PolicyDistribution(model)
+    dist = distribution or PolicyDistribution(model, device)
     n = len(sample)
     expert = np.zeros(n)
     best = np.zeros(n)
@@ -922,11 +924,14 @@ def parse_temperatures(text: str) -> list[float]:
               show_default=True, help="Bootstrap resamples for the 95% intervals.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--stockfish", default=None, help="Stockfish binary [default: found on PATH].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto",
+              show_default=True, help="Where the model runs.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def advantage_command(model: Path | None, pgn_options: tuple[Path, ...],
                       pgn_args: tuple[Path, ...], positions: int, temps: str, mode: str,
                       nodes: int, out: Path, cache: Path | None, workers: int | None,
-                      bootstrap: int, seed: int, stockfish: str | None, quiet: bool) -> None:
+                      bootstrap: int, seed: int, stockfish: str | None, device: str,
+                      quiet: bool) -> None:
     """Per-move expected win probability of a model against its experts.
 
     Draws positions from the experts' games, scores every legal move with Stockfish and
@@ -949,7 +954,7 @@ def advantage_command(model: Path | None, pgn_options: tuple[Path, ...],
     modes = list(MODES) if mode == "both" else [mode]
     result = run_advantage(model, pgns, positions, temperatures, out, nodes, seed, modes=modes,
                            cache=cache, workers=workers, bootstrap=bootstrap,
-                           stockfish=stockfish, progress=not quiet)
+                           stockfish=stockfish, device=device, progress=not quiet)
     click.echo(result.table_markdown())
     skipped = ", ".join(f"{v} {k}" for k, v in sorted(result.skipped.items())) or "nothing"
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
