@@ -286,6 +286,7 @@ def test_filters_and_skip_reasons(tmp_path: Path) -> None:
         "no_time_control": 1, "unfinished": 1, "setup_position": 1, "variant": 1,
     }
     assert manifest["rating_range"] == [900, 1000] and manifest["max_rating"] == 1000
+    assert manifest["rating_range_seen"] == [700, 1001]  # every game read, kept or not
     assert manifest["filters"]["max_elo"] == 1000 and manifest["filters"]["min_base_time"] == 120
     # Without filters only the always-skipped kinds go.
     manifest = run(tmp_path, "".join(games))

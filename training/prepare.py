@@ -122,8 +122,19 @@ class ChunkResult:
     kept_val: int = 0
     plies: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
-    rating_min: int | None = None
-    rating_max: int | None = None
+    ratings: tuple[int, int] | None = None  # (lowest, highest) among kept games
+    ratings_seen: tuple[int, int] | None = None  # among all games read
+
+
+def _span(values: list[int | None]) -> tuple[int, int] | None:
+    known = [v for v in values if v is not None]
+    return (min(known), max(known)) if known else None
+
+
+def _merge(a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[int, int] | None:
+    if a is None or b is None:
+        return a or b
+    return min(a[0], b[0]), max(a[1], b[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,18 +176,18 @@ def header_verdict(
     tags: dict[bytes, bytes], f: Filters
 ) -> tuple[str | None, int | None, int | None]:
     """(skip reason or None, white rating, black rating) from a game's headers alone."""
+    white, black = _rating(tags.get(b"WhiteElo")), _rating(tags.get(b"BlackElo"))
     if tags.get(b"Result") == b"*":
-        return "unfinished", None, None
+        return "unfinished", white, black
     fen = tags.get(b"FEN")
     if fen is None:
         if tags.get(b"SetUp") == b"1":
-            return "setup_position", None, None
+            return "setup_position", white, black
     elif fen.strip() != _STANDARD_FEN:
-        return "setup_position", None, None
+        return "setup_position", white, black
     variant = tags.get(b"Variant")
     if variant is not None and variant.strip().lower() not in _STANDARD_VARIANTS:
-        return "variant", None, None
-    white, black = _rating(tags.get(b"WhiteElo")), _rating(tags.get(b"BlackElo"))
+        return "variant", white, black
     if f.max_elo is not None or f.min_elo is not None:
         if white is None or black is None:
             return "no_rating", white, black
@@ -344,13 +355,17 @@ def process_chunk(chunk: bytes, f: Filters) -> ChunkResult:
     survivors: list[tuple[bool, int | None, int | None]] = []
     bodies: list[bytes] = []
     skipped = out.skipped
+    seen_ratings: list[int | None] = []
     for head, body in games:
         reason, white, black = header_verdict(dict(_WANTED_TAG.findall(head)), f)
+        seen_ratings.append(white)
+        seen_ratings.append(black)
         if reason is not None:
             skipped[reason] += 1
             continue
         survivors.append((not head, white, black))
         bodies.append(body)
+    out.ratings_seen = _span(seen_ratings)
     if not bodies:
         return out
     threshold = int(f.val_fraction * 2**64)
@@ -395,9 +410,7 @@ def process_chunk(chunk: bytes, f: Filters) -> ChunkResult:
         ratings.append(white)
         ratings.append(black)
     out.kept_train, out.kept_val = len(train), len(val)
-    known = [r for r in ratings if r is not None]
-    if known:
-        out.rating_min, out.rating_max = min(known), max(known)
+    out.ratings = _span(ratings)
     # Every character already passed the SAN pattern, so encoding cannot fail here.
     out.train = encode(b"".join(train).decode("ascii")).tobytes()
     out.val = encode(b"".join(val).decode("ascii")).tobytes()
@@ -585,8 +598,8 @@ class _Totals:
     kept_val: int = 0
     plies: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
-    rating_min: int | None = None
-    rating_max: int | None = None
+    ratings: tuple[int, int] | None = None
+    ratings_seen: tuple[int, int] | None = None
 
     def add(self, r: ChunkResult) -> None:
         self.seen += r.seen
@@ -594,10 +607,8 @@ class _Totals:
         self.kept_val += r.kept_val
         self.plies += r.plies
         self.skipped.update(r.skipped)
-        if r.rating_min is not None:
-            low, high = r.rating_min, r.rating_max
-            self.rating_min = low if self.rating_min is None else min(self.rating_min, low)
-            self.rating_max = high if self.rating_max is None else max(self.rating_max, high)
+        self.ratings = _merge(self.ratings, r.ratings)
+        self.ratings_seen = _merge(self.ratings_seen, r.ratings_seen)
 
     @property
     def kept(self) -> int:
@@ -695,10 +706,9 @@ def prepare(
                 "method": "blake2b-64 of the transcript < val_fraction * 2**64",
                 "val_fraction": filters.val_fraction,
             },
-            "rating_range": (
-                None if totals.rating_min is None else [totals.rating_min, totals.rating_max]
-            ),
-            "max_rating": totals.rating_max,
+            "rating_range": list(totals.ratings) if totals.ratings else None,
+            "rating_range_seen": list(totals.ratings_seen) if totals.ratings_seen else None,
+            "max_rating": totals.ratings[1] if totals.ratings else None,
         }
         if totals.kept == 0:
             train.discard()
