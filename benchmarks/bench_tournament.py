@@ -17,7 +17,7 @@ from pathlib import Path
 
 import chess
 from transcend.evaluation.players import Player, parse_spec
-from transcend.evaluation.tournament import Settings, run_tournament
+from transcend.evaluation.tournament import Settings, game_result, run_tournament
 
 ENGINE = "sf:skill=0,nodes=10"
 OPPONENT = "random"
@@ -34,7 +34,7 @@ def baseline(games: int) -> tuple[float, int]:
             board = chess.Board()
             white.new_game()
             black.new_game()
-            while board.outcome(claim_draw=True) is None and board.ply() < 2 * MAX_MOVES:
+            while game_result(board) is None and board.ply() < 2 * MAX_MOVES:
                 board.push((white if board.turn == chess.WHITE else black).choose(board))
             plies += board.ply()
     return time.perf_counter() - began, plies

@@ -284,6 +284,19 @@ def _limit_text(spec: PlayerSpec, settings: Settings) -> str:
     return f"tc {settings.tc}"
 
 
+def game_result(board: chess.Board) -> tuple[str, str] | None:
+    """(result, reason) once the game is over. Threefold repetition and the fifty-move rule end
+    the game when they occur (as cutechess does): checking whether a draw could be claimed with
+    the next move costs a move generation per legal move."""
+    if (outcome := board.outcome()) is not None:
+        return outcome.result(), outcome.termination.name.lower().replace("_", " ")
+    if board.halfmove_clock >= 100:
+        return "1/2-1/2", "fifty-move rule"
+    if board.is_repetition(3):
+        return "1/2-1/2", "threefold repetition"
+    return None
+
+
 async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int, EngineSlot],
                     openings: list[Opening], settings: Settings) -> tuple[GameResult, str]:
     """Play one scheduled game; returns its result and its PGN text."""
@@ -299,9 +312,9 @@ async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int,
     key = object()  # a new identity per game: python-chess then sends ucinewgame
     result = termination = reason = ""
     while True:
-        if (outcome := board.outcome(claim_draw=True)) is not None:
-            result, termination = outcome.result(), "normal"
-            reason = outcome.termination.name.lower().replace("_", " ")
+        if (ended := game_result(board)) is not None:
+            result, reason = ended
+            termination = "normal"
             break
         if settings.max_moves and len(board.move_stack) >= 2 * settings.max_moves:
             result, termination = "1/2-1/2", "adjudication"
@@ -309,9 +322,8 @@ async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int,
             break
         colour = board.turn
         spec = players[side_index[colour]]
-        legal = list(board.legal_moves)
         if spec.kind == "random" or (spec.eps and rng.random() < spec.eps):
-            board.push(rng.choice(legal))
+            board.push(rng.choice(list(board.legal_moves)))
             continue
         slot = slots[side_index[colour]]
         if spec.has_limit() or settings.tc is None:

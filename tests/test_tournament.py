@@ -13,6 +13,7 @@ from transcend.evaluation.openings import bundled_openings, load_openings
 from transcend.evaluation.tournament import (
     Settings,
     TimeControl,
+    game_result,
     read_results,
     run_tournament,
     schedule,
@@ -237,3 +238,17 @@ def test_paper_forfeit_when_every_sample_was_illegal() -> None:
                            settings=Settings(max_moves=20, paper_forfeit=True))
     assert all(g.termination == "illegal move" and g.score("eng") == 0 for g in ruled.games)
     assert [g.illegal_counts("eng") for g in ruled.games] == [(5, 3, 1), (5, 3, 1)]
+
+
+def test_game_result_ends_repetitions_and_fifty_moves_at_once() -> None:
+    board = chess.Board()
+    assert game_result(board) is None
+    for _ in range(2):
+        for uci in ("g1f3", "g8f6", "f3g1", "f6g8"):
+            board.push_uci(uci)
+    assert game_result(board) == ("1/2-1/2", "threefold repetition")
+    assert game_result(chess.Board("8/8/4k3/8/8/4K3/4R3/8 w - - 100 80")) == (
+        "1/2-1/2", "fifty-move rule")
+    assert game_result(chess.Board("8/8/4k3/8/8/4K3/4R3/8 w - - 99 80")) is None
+    mate = chess.Board("rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3")
+    assert game_result(mate) == ("0-1", "checkmate")
