@@ -8,6 +8,11 @@ after every move, `[%eval ...]` in a tenth of the games, `1...` black move numbe
 plies a game. The baseline is `chess.pgn.read_game` alone (and with the transcript built from
 the parsed game, the way one would without this tool), timed in the same run on the same file.
 The goal is at least 30x the baseline's games/s on one core, and more with `--workers`.
+
+"cpu games/s" divides by the CPU time used (workers included), which stays meaningful when
+other jobs share the machine; the wall-clock columns show what a user waits. With `--workers`
+the parent only reads, cuts chunks at game boundaries and writes, so on idle cores the wall
+time should drop close to (one worker's time) / N.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import io
 import os
 import random
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -98,12 +104,18 @@ def time_read_game(path: Path, games: int, transcript: bool) -> tuple[float, flo
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_prepare(path: Path, workers: int, validate: bool = False) -> tuple[float, float, int]:
-    """(wall, cpu of this process, games read) for a full `prepare` run."""
+    """(wall, cpu of this process and its workers, games read) for a full `prepare` run."""
     with tempfile.TemporaryDirectory() as out:
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu = time.perf_counter(), time.process_time() + children_cpu()
         manifest = prepare([str(path)], Path(out), Filters(validate=validate), workers=workers)
-        return time.perf_counter() - wall, time.process_time() - cpu, manifest["games"]["seen"]
+        cpu = time.process_time() + children_cpu() - cpu
+        return time.perf_counter() - wall, cpu, manifest["games"]["seen"]
 
 
 def main() -> None:
@@ -131,18 +143,19 @@ def main() -> None:
         rows.append(("prepare (1 worker)", seen, wall, cpu))
         if args.workers > 1:
             wall, cpu, seen = time_prepare(big, args.workers)
-            rows.append((f"prepare --workers {args.workers}", seen, wall, float("nan")))
+            rows.append((f"prepare --workers {args.workers}", seen, wall, cpu))
     base = rows[0][1] / rows[0][2]
     print(f"{'method':<26}{'games':>9}{'seconds':>10}{'games/s':>11}{'x read_game':>13}"
           f"{'cpu games/s':>13}")
     for name, count, wall, cpu in rows:
         rate = count / wall
-        cpu_rate = f"{count / cpu:>13,.0f}" if cpu == cpu and cpu > 0 else f"{'-':>13}"
+        cpu_rate = f"{count / cpu:>13,.0f}" if cpu > 0 else f"{'-':>13}"
         print(f"{name:<26}{count:>9,}{wall:>10.2f}{rate:>11,.0f}{rate / base:>12.1f}x{cpu_rate}")
     one = next(r for r in rows if r[0] == "prepare (1 worker)")
     ratio = (one[1] / one[2]) / base
-    print(f"one core: {ratio:.1f}x chess.pgn.read_game (goal >= 30x): "
-          f"{'met' if ratio >= 30 else 'NOT met'}")
+    cpu_ratio = (one[1] / one[3]) / (rows[0][1] / rows[0][3])
+    print(f"one core: {ratio:.1f}x chess.pgn.read_game by wall clock, {cpu_ratio:.1f}x by CPU "
+          f"time (goal >= 30x): {'met' if min(ratio, cpu_ratio) >= 30 else 'NOT met'}")
     if args.workers > 1:
         many = rows[-1]
         speedup = (many[1] / many[2]) / (one[1] / one[2])
