@@ -211,6 +211,9 @@ class EngineSlot:
             await asyncio.wait_for(self.protocol.initialize(), self.startup_timeout)
             await asyncio.wait_for(self.protocol.configure(_options_for(self.protocol, self.spec)),
                                    self.startup_timeout)
+            # isready: an engine that loads a model answers once it is loaded, so loading time
+            # counts against the startup timeout, not against the first move's clock.
+            await asyncio.wait_for(self.protocol.ping(), self.startup_timeout)
         return self.protocol
 
     async def kill(self) -> None:
