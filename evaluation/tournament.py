@@ -251,7 +251,7 @@ async def _engine_move(slot: EngineSlot, board: chess.Board, limit: chess.engine
         protocol = await slot.start()
     except (asyncio.TimeoutError, chess.engine.EngineError, OSError) as exc:
         await slot.kill()
-        return _Move(failure="crash", reason=f"did not start: {exc or 'timeout'}")
+        return _Move(failure="crash", reason=f"did not start: {str(exc) or 'timeout'}")
     try:
         played = await asyncio.wait_for(
             protocol.play(board, limit, game=game, info=chess.engine.INFO_BASIC), budget)

@@ -252,3 +252,12 @@ def test_game_result_ends_repetitions_and_fifty_moves_at_once() -> None:
     assert game_result(chess.Board("8/8/4k3/8/8/4K3/4R3/8 w - - 99 80")) is None
     mate = chess.Board("rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3")
     assert game_result(mate) == ("0-1", "checkmate")
+
+
+def test_noisy_engine_plays_some_random_moves(tmp_path: Path) -> None:
+    spec = f"uci:name=half,eps=0.5,cmd={sys.executable} {FAKE}"
+    result = run_tournament([spec], ["random"], 2, settings=Settings(max_moves=20, seed=3))
+    for game in result.games:
+        engine_moves = game.illegal_counts("half")[1]
+        assert game.termination == "adjudication"
+        assert 3 <= engine_moves <= 17  # about half of its 20 moves came from its engine
