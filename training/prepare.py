@@ -759,9 +759,9 @@ def _summary(manifest: dict[str, Any], seconds: float) -> str:
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for train.bin, val.bin and manifest.json.")
-@click.option("--max-elo", type=click.IntRange(min=0), default=None,
+@click.option("--max-elo", type=click.IntRange(min=0), default=None, metavar="N",
               help="Keep games where both players are rated at most N (the paper's cap).")
-@click.option("--min-elo", type=click.IntRange(min=0), default=None,
+@click.option("--min-elo", type=click.IntRange(min=0), default=None, metavar="N",
               help="Keep games where both players are rated at least N.")
 @click.option("--min-base-time", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Keep games whose TimeControl starts with at least this many seconds.")
@@ -809,13 +809,14 @@ def prepare_command(inputs: tuple[str, ...], out: Path, max_elo: int | None,
     finally:
         if bar is not None:
             bar.close()
-    for row in manifest["inputs"]:
-        if "error" in row:
-            click.echo(f"warning: {row['path']}: {row['error']}", err=True)
+    problems = [f"{row['path']}: {row['error']}" for row in manifest["inputs"] if "error" in row]
+    if manifest["games"]["kept"] == 0:
+        skipped = ", ".join(f"{k} {v}" for k, v in manifest["skipped"].items() if v)
+        reasons = "; ".join([*problems, skipped or "no games"])
+        raise click.ClickException(
+            f"no games kept from {manifest['games']['seen']} read ({reasons}); nothing written"
+        )
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
     if not quiet:
         click.echo(_summary(manifest, time.monotonic() - start), err=True)
-    if manifest["games"]["kept"] == 0:
-        skipped = ", ".join(f"{k} {v}" for k, v in manifest["skipped"].items() if v) or "no games"
-        raise click.ClickException(
-            f"no games kept from {manifest['games']['seen']} read ({skipped}); nothing written"
-        )
