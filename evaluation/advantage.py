@@ -173,7 +173,9 @@ def _read_game(path: Path, offset: int, number: int, skipped: Counter[str]) -> _
     board = chess.Board()
     for ply, move in enumerate(moves):
         # A forced move says nothing about judgement: every player and the model agree on it.
-        if board.legal_moves.count() >= 2:
+        # (Two legal moves are enough to know, and far cheaper to find than all of them.)
+        legal = board.generate_legal_moves()
+        if next(legal, None) is not None and next(legal, None) is not None:
             candidates[phase_of(ply)].append(ply)
         board.push(move)
     return _Game(f"{path.name}#{number}", moves, candidates)
@@ -209,7 +211,7 @@ def sample_positions(pgns: Sequence[Path], n: int, seed: int = 0,
         phases = [p for p in game.phases() if need[p] > 0 or anywhere]
         if not phases:
             return False
-        phase = max(phases, key=lambda p: need[p])
+        phase = max(phases, key=lambda p: (need[p], len(game.candidates[p])))
         plies = game.candidates[phase]
         ply = plies.pop(rng.randrange(len(plies)))
         need[phase] = max(0, need[phase] - 1)
@@ -822,19 +824,28 @@ def _plots(result: AdvantageResult, modes: Sequence[str],
     xs = [max(t, 1e-4) for t in temps]  # a log axis has no room for T = 0
     main = {m: [result.row(m, t) for t in temps] for m in modes}
     first = main[modes[0]][0]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, gain_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for mode, rows in main.items():
         ax.plot(xs, [r.model_win_prob for r in rows], marker="o", label=f"model ({mode} mode)")
-        ax.fill_between(xs, [r.model_low for r in rows], [r.model_high for r in rows], alpha=0.2)
+        # The gain's interval is paired (same positions for model and expert), so it is far
+        # narrower than the spread of the level itself, which mostly reflects the positions.
+        gain_ax.plot(xs, [r.gain for r in rows], marker="o", label=f"{mode} mode")
+        gain_ax.fill_between(xs, [r.gain_low for r in rows], [r.gain_high for r in rows],
+                             alpha=0.2)
     ax.axhline(first.expert_win_prob, color="black", linestyle="--", label="expert's move")
     ax.axhline(first.best_win_prob, color="tab:green", linestyle="-.", label="best move")
     ax.axhline(first.random_win_prob, color="tab:red", linestyle=":", label="random move")
-    ax.set_xscale("log")
-    ax.set_xlabel("temperature")
     ax.set_ylabel("expected win probability of the move played")
-    ax.set_title(f"{first.positions} positions, Stockfish {result.nodes} nodes; 95% bootstrap band")
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
+    ax.set_title(f"{first.positions} positions, Stockfish {result.nodes} nodes a position")
+    gain_ax.axhline(0, color="black", linestyle="--", label="expert's move")
+    gain_ax.set_ylabel("model - expert (win probability)")
+    gain_ax.set_title("gain over the expert, 95% bootstrap band")
+    for axis in (ax, gain_ax):
+        axis.set_xscale("log")
+        axis.set_xlabel("temperature")
+        axis.legend(fontsize="small")
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
     plot = _save(fig, result.out / "advantage.png")
     plt.close(fig)
 
