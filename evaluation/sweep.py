@@ -15,6 +15,8 @@ import json
 import math
 import os
 import shlex
+import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,6 +86,14 @@ def parse_temperatures(text: str) -> list[float]:
     return sorted(set(temps))
 
 
+def default_engine_cmd() -> str:
+    """``transcend-uci`` from PATH, or from this Python's own bin folder when the virtual
+    environment is not activated."""
+    found = shutil.which("transcend-uci") or shutil.which(
+        "transcend-uci", path=str(Path(sys.executable).parent))
+    return shlex.quote(found) if found else "transcend-uci"
+
+
 def engine_spec(engine_cmd: str, model: Path, temperature: float, mode: str,
                 seed: int) -> PlayerSpec:
     """The model at one temperature, as a tournament player. ``depth 1`` asks for a move without
@@ -128,7 +138,7 @@ def _illegal_rate(result: TournamentResult, name: str) -> float | None:
 
 def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], games: int,
               out: Path, concurrency: int = 1, max_moves: int | None = 90, mode: str = "token",
-              *, engine_cmd: str = "transcend-uci", anchors: dict[str, float] | None = None,
+              *, engine_cmd: str | None = None, anchors: dict[str, float] | None = None,
               tc: str | None = None, openings: Path | None = None, seed: int = 0,
               margin: float = 1.0, move_timeout: float = 60.0, progress: bool = False,
               calibrate: bool = True, write_metadata: bool = False) -> SweepResult:
@@ -143,6 +153,7 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
     info = read_model_info(model)
     temps = sorted(set(temps))
     out.mkdir(parents=True, exist_ok=True)
+    engine_cmd = engine_cmd or default_engine_cmd()
     engines = [engine_spec(engine_cmd, model, t, mode, seed + i + 1) for i, t in enumerate(temps)]
     settings = Settings(TimeControl.parse(tc) if tc else None, max_moves, margin, move_timeout,
                         seed, f"transcend sweep {model.name}", paper_forfeit=mode == "paper")
@@ -298,8 +309,9 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
 @click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-moves", type=click.IntRange(min=1), default=90, show_default=True,
               help="A game still running after this many moves is a draw (the paper's rule).")
-@click.option("--engine-cmd", default="transcend-uci", show_default=True,
-              help="The UCI engine command; --model/--temp/--mode/--seed are appended.")
+@click.option("--engine-cmd", default=None,
+              help="The UCI engine command (default: transcend-uci); --model/--temp/--mode/--seed "
+                   "are appended.")
 @click.option("--anchor", "anchor_texts", multiple=True, metavar="NAME=ELO",
               help="Fix an opponent's rating (repeatable).")
 @click.option("--tc", default=None, metavar="BASE+INC", help="Game clock for opponents "
@@ -312,7 +324,7 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
               help="Also store the calibration in the model file's metadata (needs onnx).")
 @click.option("--quiet", is_flag=True)
 def sweep_command(model: Path, temps: str, opponents: tuple[str, ...], games: int, out: Path,
-                  mode: str, concurrency: int, max_moves: int, engine_cmd: str,
+                  mode: str, concurrency: int, max_moves: int, engine_cmd: str | None,
                   anchor_texts: tuple[str, ...], tc: str | None, openings: Path | None,
                   seed: int, no_calibration: bool, write_metadata: bool, quiet: bool) -> None:
     """Rate a model at several temperatures against the same opponents (the paper's Figure 1)."""

@@ -12,7 +12,12 @@ from pathlib import Path
 import chess.pgn
 import pytest
 from transcend.engine.policy import read_model_info
-from transcend.evaluation.sweep import calibration_path, parse_temperatures, run_sweep
+from transcend.evaluation.sweep import (
+    calibration_path,
+    default_engine_cmd,
+    parse_temperatures,
+    run_sweep,
+)
 from transcend.training.cli import main
 
 FAKE = Path(__file__).with_name("fake_uci.py")
@@ -80,9 +85,8 @@ def test_sweep_without_anchors_writes_no_calibration(tmp_path: Path, tiny_onnx: 
 
 
 def uci_command() -> str:
-    found = shutil.which("transcend-uci") or shutil.which(
-        "transcend-uci", path=str(Path(sys.executable).parent))
-    if found is None:
+    found = default_engine_cmd()
+    if found == "transcend-uci" and shutil.which(found) is None:
         pytest.fail("transcend-uci is not installed (pip install -e .)")
     return found
 
