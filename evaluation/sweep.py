@@ -319,6 +319,8 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
 @click.option("--openings", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Opening book (.pgn/.epd); default: the standard start, as in the paper.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--move-timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="Longest wait for one move of the model.")
 @click.option("--no-calibration", is_flag=True, help="Do not write the calibration file.")
 @click.option("--write-metadata", is_flag=True,
               help="Also store the calibration in the model file's metadata (needs onnx).")
@@ -326,11 +328,13 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
 def sweep_command(model: Path, temps: str, opponents: tuple[str, ...], games: int, out: Path,
                   mode: str, concurrency: int, max_moves: int, engine_cmd: str | None,
                   anchor_texts: tuple[str, ...], tc: str | None, openings: Path | None,
-                  seed: int, no_calibration: bool, write_metadata: bool, quiet: bool) -> None:
+                  seed: int, move_timeout: float, no_calibration: bool, write_metadata: bool,
+                  quiet: bool) -> None:
     """Rate a model at several temperatures against the same opponents (the paper's Figure 1)."""
     anchors = dict(parse_anchor(a) for a in anchor_texts)
     result = run_sweep(model, parse_temperatures(temps), list(opponents), games, out,
                        concurrency, max_moves, mode, engine_cmd=engine_cmd, anchors=anchors,
-                       tc=tc, openings=openings, seed=seed, progress=not quiet,
+                       tc=tc, openings=openings, seed=seed, move_timeout=move_timeout,
+                       progress=not quiet,
                        calibrate=not no_calibration, write_metadata=write_metadata)
     click.echo((result.out / "summary.md").read_text())
