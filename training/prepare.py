@@ -447,12 +447,14 @@ def _blocks(fh: BinaryIO, read_bytes: int = READ_BYTES) -> Iterator[tuple[bytes,
         return
     import zstandard
 
-    dctx = zstandard.ZstdDecompressor()
+    # Frames written with `zstd --long` need a window above the default limit to decode.
+    dctx = zstandard.ZstdDecompressor(max_window_size=1 << 31)
     dobj = dctx.decompressobj()
     pending, consumed, in_frame = head, len(head), False
     while True:
         if not pending:
-            pending = fh.read(read_bytes)
+            # PGN compresses about 7:1; smaller reads keep the chunks near their target size.
+            pending = fh.read(read_bytes // 8)
             if not pending:
                 break
             consumed = len(pending)
