@@ -1,0 +1,65 @@
+# Every target sets up what it needs: a fresh machine needs only Python 3.10+ and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+STOCKFISH_BIN := $(shell command -v stockfish 2>/dev/null || ls /usr/games/stockfish 2>/dev/null)
+MODEL ?= models/default.onnx
+OUT ?= out
+
+.PHONY: help install stockfish test lint run bench experiment-tiny experiment-cpu clean
+
+help:
+	@echo "make run    play the bundled model against Stockfish levels and print a rating list"
+	@echo "make test   set everything up and run the test suite"
+	@echo "make bench  run the speed benchmarks (figures in README.md)"
+	@echo "make experiment-tiny / experiment-cpu   the whole study in one command"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+stockfish:
+	@if [ -z "$(STOCKFISH_BIN)" ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	    echo "installing Stockfish from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stockfish >/dev/null; \
+	  else \
+	    echo "Stockfish is needed: run 'sudo apt-get install stockfish' (or set STOCKFISH=/path)"; exit 1; \
+	  fi; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) stockfish
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+run: $(STAMP) stockfish
+	$(BIN)/transcend tournament --engine "transcend-uci --temp 0.01" \
+	  --opponent "sf:skill=0,nodes=100" --opponent "sf:skill=1,nodes=100" --opponent random \
+	  --games 6 --max-moves 90 --concurrency 2 --pgn $(OUT)/run.pgn
+	$(BIN)/transcend ratings $(OUT)/run.pgn
+
+bench: $(STAMP) stockfish
+	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_advantage.py
+
+experiment-tiny: $(STAMP) stockfish
+	$(BIN)/transcend experiment --preset tiny --out $(OUT)/experiment-tiny
+
+experiment-cpu: $(STAMP) stockfish
+	$(BIN)/transcend experiment --preset cpu --out $(OUT)/experiment-cpu
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
