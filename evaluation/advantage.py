@@ -783,8 +783,9 @@ def summary_markdown(result: AdvantageResult, model: Path, modes: Sequence[str],
         "positions.")
     share = _share_of_top(result.model[(mode, top.temperature)] - result.expert)
     if not math.isnan(share):
-        lines += ["", f"Concentration: at T = {top.temperature:g} the top 10% of positions carry "
-                      f"{share:.0%} of the model's total gain over the experts (see gains.png)."]
+        lines += ["", f"Concentration: at T = {top.temperature:g} the 10% of positions where the "
+                      f"model gains most carry {share:.0%} of all its gains over the experts "
+                      "(see gains.png)."]
     lines += ["", "## All temperatures", "", result.table_markdown(), ""]
     lines += [f"## By phase ({mode} mode, T = {top.temperature:g})", "",
               "| phase | positions | model | expert | gain (95% CI) | random | best |",

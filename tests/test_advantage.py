@@ -8,16 +8,19 @@ import io
 import math
 import random
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import chess
 import chess.pgn
+import numpy as np
 import pytest
 from transcend.engine.transcript import prompt, sans_of_moves
 from transcend.evaluation.advantage import (
     CSV_COLUMNS,
     MultiPVClient,
     PolicyDistribution,
+    _share_of_top,
     analyse_positions,
     parse_temperatures,
     phase_of,
@@ -306,3 +309,45 @@ def test_only_bad_games_is_one_line(tmp_path: Path, tiny_onnx: Path,
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no usable positions") and "1 set-up" in err
     assert len(err.splitlines()) == 1
+
+
+def test_share_of_top_positions() -> None:
+    gains = np.array([0.6, 0.2, 0.1, 0.1, 0.0, -0.3, 0.0, 0.0, 0.0, 0.0])
+    assert _share_of_top(gains) == pytest.approx(0.6)  # the top 10% is one position of ten
+    assert _share_of_top(gains, 0.2) == pytest.approx(0.8)
+    assert math.isnan(_share_of_top(np.array([-0.1, 0.0])))
+
+
+@pytest.mark.parametrize("pick, verdict", [(max, "**Yes: the model beats its experts"),
+                                           (min, "**No: the model chooses worse")])
+def test_verdict_for_a_perfect_and_a_hopeless_player(tmp_path: Path, games_pgn: Path,
+                                                     stockfish: str, pick: Callable[..., str],
+                                                     verdict: str) -> None:
+    client = MultiPVClient([stockfish], NODES)
+    chosen: dict[str, chess.Move] = {}
+
+    def player(board: chess.Board, temperature: float, mode: str) -> dict[chess.Move, float]:
+        # Always Stockfish's best (or worst) move by the same scores the analysis uses.
+        fen = board.fen()
+        if fen not in chosen:
+            scores = client.scores(board)
+            move = pick(scores, key=lambda m: win_probability(*scores[m]))
+            chosen[fen] = chess.Move.from_uci(move)
+        return {chosen[fen]: 1.0}
+
+    try:
+        result = run_advantage(tmp_path / "m.onnx", [games_pgn], 9, [1.0], tmp_path / "out",
+                               NODES, cache=tmp_path / "cache", distribution=player,
+                               stockfish=stockfish, plots=False, modes=["move"])
+    finally:
+        client.close()
+    row = result.row("move", 1.0)
+    expected = row.best_win_prob if pick is max else float(np.mean(
+        [min(win_probability(*s) for s in scores.values()) for scores in
+         analyse_positions([p.board() for p in result.positions], NODES, tmp_path / "cache",
+                           stockfish)[0]]))
+    assert row.model_win_prob == pytest.approx(expected)
+    if pick is max:
+        assert row.best_match == pytest.approx(1.0)
+    summary = result.summary.read_text()
+    assert summary.startswith("# Advantage of m.onnx") and verdict in summary
