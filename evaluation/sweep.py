@@ -155,10 +155,16 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
     out.mkdir(parents=True, exist_ok=True)
     engine_cmd = engine_cmd or default_engine_cmd()
     engines = [engine_spec(engine_cmd, model, t, mode, seed + i + 1) for i, t in enumerate(temps)]
+    opponent_specs = [parse_spec(o) for o in opponents]
+    names = [spec.name for spec in opponent_specs + engines]
+    for name in anchors or {}:
+        if name not in names:  # checked now rather than after hours of games
+            raise ValueError(f"anchor {name!r} is not a player in this sweep "
+                             f"(players: {', '.join(names)})")
     settings = Settings(TimeControl.parse(tc) if tc else None, max_moves, margin, move_timeout,
                         seed, f"transcend sweep {model.name}", paper_forfeit=mode == "paper")
     pgn = out / "games.pgn"
-    played = run_tournament(engines, list(opponents), games, openings=openings, pgn=pgn,
+    played = run_tournament(engines, opponent_specs, games, openings=openings, pgn=pgn,
                             concurrency=concurrency, settings=settings, progress=progress)
     outcomes = played.outcomes()
     notes: list[str] = []
