@@ -557,6 +557,7 @@ class _TempOutput:
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
+        """Remove the temporary file; harmless after finish() or a second call."""
         self.fh.close()
         self.tmp.unlink(missing_ok=True)
 
@@ -648,9 +649,12 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     totals = _Totals()
     input_rows: list[dict[str, Any]] = []
-    train = _TempOutput(out / "train.bin")
-    val = _TempOutput(out / "val.bin")
+    temporary: list[_TempOutput] = []
     try:
+        train = _TempOutput(out / "train.bin")
+        temporary.append(train)
+        val = _TempOutput(out / "val.bin")
+        temporary.append(val)
         for path in inputs:
             errors: list[str] = []
             before = (totals.seen, totals.kept)
@@ -727,8 +731,8 @@ def prepare(
         _write_json(out / "manifest.json", manifest)
         return manifest
     except BaseException:
-        train.discard()
-        val.discard()
+        for output in temporary:
+            output.discard()
         raise
 
 
