@@ -148,6 +148,48 @@ def _components(n: int, pairs: Iterable[tuple[int, int]]) -> list[int]:
     return [find(i) for i in range(n)]
 
 
+def _maximise(elo: np.ndarray, free: np.ndarray, scored: np.ndarray, played: np.ndarray,
+              anchors: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Newton's method on the free ratings; returns them and their covariance."""
+    elo = elo.copy()
+    if not free.size:
+        return elo, np.zeros((0, 0))
+
+    def loglik(r: np.ndarray) -> float:
+        p = 1.0 / (1.0 + np.exp(-ELO_K * (r[:, None] - r[None, :])))
+        return float(np.sum(scored * np.log(p)))
+
+    def derivatives(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = 1.0 / (1.0 + np.exp(-ELO_K * (r[:, None] - r[None, :])))
+        grad = ELO_K * np.sum(scored - played * p, axis=1)
+        w = ELO_K**2 * played * p * (1 - p)
+        hess = w - np.diag(np.sum(w, axis=1))
+        return grad[free], hess[np.ix_(free, free)]
+
+    elo[free] = np.mean(list(anchors.values())) if anchors else 0.0
+    for _ in range(200):
+        grad, hess = derivatives(elo)
+        # Steps are capped so a far start cannot overshoot into a flat, underflowing region.
+        step = np.clip(np.linalg.solve(-hess, grad), -400.0, 400.0)
+        before = loglik(elo)
+        scale = 1.0
+        while True:  # Newton with step halving: the log-likelihood is concave
+            trial = elo.copy()
+            trial[free] += scale * step
+            if loglik(trial) >= before - 1e-12 or scale < 1e-6:
+                break
+            scale /= 2
+        elo = trial
+        if np.max(np.abs(scale * step)) < 1e-7:
+            break
+    else:  # still climbing: the likelihood keeps growing as some rating runs off to infinity
+        raise np.linalg.LinAlgError("no finite maximum")
+    covariance = np.linalg.inv(-derivatives(elo)[1])
+    if not np.all(np.isfinite(elo)) or not np.all(np.isfinite(covariance)):
+        raise np.linalg.LinAlgError("no finite maximum")
+    return elo, covariance
+
+
 def bradley_terry(outcomes: Sequence[Outcome], anchors: dict[str, float] | None = None,
                   prior_draws: float = 1.0) -> list[Rating]:
     """Maximum-likelihood Elo ratings with 95% intervals, best first (see the module docstring)."""
@@ -191,37 +233,12 @@ def bradley_terry(outcomes: Sequence[Outcome], anchors: dict[str, float] | None 
                              f"{', '.join(members[:4])} to the other players; give each group an "
                              "--anchor")
     free = np.flatnonzero(~fixed)
-
-    def loglik(r: np.ndarray) -> float:
-        p = 1.0 / (1.0 + np.exp(-ELO_K * (r[:, None] - r[None, :])))
-        return float(np.sum(scored * np.log(p)))
-
-    def derivatives(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p = 1.0 / (1.0 + np.exp(-ELO_K * (r[:, None] - r[None, :])))
-        grad = ELO_K * np.sum(scored - played * p, axis=1)
-        w = ELO_K**2 * played * p * (1 - p)
-        hess = w - np.diag(np.sum(w, axis=1))
-        return grad[free], hess[np.ix_(free, free)]
-
-    cov_free = np.zeros((0, 0))
-    if free.size:
-        elo[free] = np.mean(list(anchors.values())) if anchors else 0.0
-        for _ in range(200):
-            grad, hess = derivatives(elo)
-            # Steps are capped so a far start cannot overshoot into a flat, underflowing region.
-            step = np.clip(np.linalg.solve(-hess, grad), -400.0, 400.0)
-            before = loglik(elo)
-            scale = 1.0
-            while True:  # Newton with step halving: the log-likelihood is concave
-                trial = elo.copy()
-                trial[free] += scale * step
-                if loglik(trial) >= before - 1e-12 or scale < 1e-6:
-                    break
-                scale /= 2
-            elo = trial
-            if np.max(np.abs(scale * step)) < 1e-7:
-                break
-        cov_free = np.linalg.inv(-derivatives(elo)[1])
+    try:
+        with np.errstate(all="ignore"):  # a diverging fit overflows on its way to the error
+            elo, cov_free = _maximise(elo, free, scored, played, anchors)
+    except np.linalg.LinAlgError:
+        raise ValueError("the ratings have no finite maximum (a player won or lost every game): "
+                         "use --prior-draws above 0") from None
     cov = np.zeros((n, n))
     cov[np.ix_(free, free)] = cov_free
     if centre:
@@ -372,3 +389,4 @@ def ratings_command(pgn: tuple[Path, ...], anchor_texts: tuple[str, ...], anchor
     for m, rs in results.items():
         click.echo()
         click.echo(format_table(rs, titles[m]))
+

@@ -78,6 +78,8 @@ def test_bradley_terry_is_order_independent_and_finite_for_perfect_scores() -> N
     assert sum(r.elo for r in first.values()) == pytest.approx(0.0, abs=1e-6)
     # 10/10 plus one virtual draw is a 10.5/11 score.
     assert first["a"].elo - first["b"].elo == pytest.approx(400 * math.log10(10.5 / 0.5), abs=1)
+    with pytest.raises(ValueError, match="no finite maximum"):
+        bradley_terry(outcomes, prior_draws=0)
 
 
 def test_bradley_terry_needs_connected_players_or_anchors() -> None:
