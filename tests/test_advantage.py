@@ -351,3 +351,23 @@ def test_verdict_for_a_perfect_and_a_hopeless_player(tmp_path: Path, games_pgn: 
         assert row.best_match == pytest.approx(1.0)
     summary = result.summary.read_text()
     assert summary.startswith("# Advantage of m.onnx") and verdict in summary
+
+
+def test_pgn_scan_finds_games_by_their_tags(tmp_path: Path) -> None:
+    pgn = tmp_path / "lichess.pgn"
+    pgn.write_text(
+        '[Event "a"]\n[Site "x"]\n\n1. e4 { [%clk 0:03:00] } e5\n[%clk 0:02:59] 2. Nf3 Nc6 1-0\n\n'
+        '[Event "b"]\n[Variant "Chess960"]\n\n1. e4 *\n\n'
+        '[Event "c"]\n\n1. d4 d5 2. c4 *\n'
+    )
+    positions, skipped = sample_positions([pgn], 10, seed=0)
+    assert skipped == {"set-up or variant games": 1}
+    by_game: dict[str, list[int]] = {}
+    for p in positions:
+        by_game.setdefault(p.source, []).append(p.ply)
+    # The clock comment on its own line stays inside game 1, which keeps all four moves.
+    assert {k: sorted(v) for k, v in by_game.items()} == {"lichess.pgn#1": [0, 1, 2, 3],
+                                                          "lichess.pgn#3": [0, 1, 2]}
+    bare = tmp_path / "bare.pgn"
+    bare.write_text("1. e4 e5 2. Qh5 *\n")
+    assert len(sample_positions([bare], 5)[0]) == 3
