@@ -415,8 +415,8 @@ def analyse_positions(boards: Sequence[chess.Board], nodes: int, cache_dir: Path
     """Scores of every legal move of every board, from the cache or Stockfish.
 
     Returns the scores in the order of ``boards``, how many came from the cache and the
-    engine's name. Stockfish
-    runs as ``workers`` single-threaded processes (default: one per core).
+    engine's name. Stockfish runs as ``workers`` single-threaded processes (default: one per
+    core).
     """
     command = find_stockfish(stockfish)
     engine = engine_name(command)
@@ -448,23 +448,33 @@ def _run_stockfish(todo: Mapping[str, chess.Board], nodes: int, command: str,
     def work(item: tuple[str, chess.Board]) -> tuple[str, dict[str, Score]]:
         client = clients.get()
         try:
-            return item[0], client.scores(item[1])
+            try:
+                return item[0], client.scores(item[1])
+            except EngineCrashed:
+                client.close()  # one fresh start; a second failure is the engine's, not bad luck
+                client.start()
+                try:
+                    return item[0], client.scores(item[1])
+                except EngineCrashed as exc:
+                    raise OSError(f"Stockfish failed twice on {item[0]}: {exc}") from None
         finally:
             clients.put(client)
 
     done: dict[str, dict[str, Score]] = {}
     batch: dict[str, dict[str, Score]] = {}
     bar = _progress(len(todo), "stockfish", progress)
+    pool = ThreadPoolExecutor(workers)
     try:
-        with ThreadPoolExecutor(workers) as pool:
-            for key, scores in pool.map(work, todo.items()):
-                done[key] = batch[key] = scores
-                bar.update(1)
-                if len(batch) >= 50:
-                    cache.put(batch, nodes, engine)
-                    batch = {}
+        for key, scores in pool.map(work, todo.items()):
+            done[key] = batch[key] = scores
+            bar.update(1)
+            if len(batch) >= 50:
+                cache.put(batch, nodes, engine)
+                batch = {}
         cache.put(batch, nodes, engine)
     finally:
+        # On an error or Ctrl-C, searches not yet started are dropped rather than run.
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         while not clients.empty():
             clients.get().close()

@@ -8,6 +8,7 @@ import io
 import math
 import random
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -371,3 +372,40 @@ def test_pgn_scan_finds_games_by_their_tags(tmp_path: Path) -> None:
     bare = tmp_path / "bare.pgn"
     bare.write_text("1. e4 e5 2. Qh5 *\n")
     assert len(sample_positions([bare], 5)[0]) == 3
+
+
+def crashing_engine(tmp_path: Path, stockfish: str, crashes: int) -> str:
+    """An executable that dies at its first ``go`` the first ``crashes`` times it is started,
+    and is Stockfish after that."""
+    script = tmp_path / "flaky-engine"
+    script.write_text(f"""#!{sys.executable}
+import os, sys
+count = {str(tmp_path / "starts")!r}
+n = int(open(count).read()) if os.path.exists(count) else 0
+if n >= {crashes}:
+    os.execv({stockfish!r}, [{stockfish!r}])
+for line in sys.stdin:
+    if line.startswith("go"):
+        open(count, "w").write(str(n + 1))
+        sys.exit(1)
+    if line.startswith("uci"):
+        print("id name Flaky", flush=True)
+        print("uciok", flush=True)
+    elif line.startswith("isready"):
+        print("readyok", flush=True)
+    elif line.startswith("quit"):
+        break
+""")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_crashed_engine_is_restarted_once(tmp_path: Path, stockfish: str) -> None:
+    boards = [chess.Board()]
+    flaky = crashing_engine(tmp_path, stockfish, crashes=1)
+    scores, _, _ = analyse_positions(boards, NODES, tmp_path / "c1", flaky, workers=1)
+    assert set(scores[0]) == {m.uci() for m in chess.Board().legal_moves}
+    (tmp_path / "starts").unlink()
+    broken = crashing_engine(tmp_path, stockfish, crashes=5)
+    with pytest.raises(OSError, match="failed twice"):
+        analyse_positions(boards, NODES, tmp_path / "c2", broken, workers=1)
