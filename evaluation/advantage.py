@@ -541,6 +541,7 @@ class AdvantageResult:
     nodes: int
     engine: str
     cache_hits: int
+    requested: int = 0  # positions asked for; more than drawn when the games held no more
     seconds: dict[str, float] = field(default_factory=dict)
     # Per-position arrays: win probability of the expert's, best and random move; the model's
     # expected win probability per (mode, temperature).
@@ -726,7 +727,8 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
     result = AdvantageResult(
         rows=rows, positions=sample, skipped=skipped, out=out, csv=out / "advantage.csv",
         positions_csv=out / "positions.csv", summary=out / "summary.md", plot=None,
-        gains_plot=None, nodes=nodes, engine=engine, cache_hits=hits, seconds=seconds,
+        gains_plot=None, nodes=nodes, engine=engine, cache_hits=hits, requested=positions,
+        seconds=seconds,
         expert=expert, best=best, random=rand, model=model_wp)
     _write_csv(result.csv, CSV_COLUMNS,
                [[_cell(getattr(r, c)) for c in CSV_COLUMNS] for r in rows])
@@ -847,7 +849,9 @@ def summary_markdown(result: AdvantageResult, model: Path, modes: Sequence[str],
               f"- model: `{model}`",
               f"- positions: {n} from {len({p.source for p in result.positions})} games in "
               f"{', '.join(sources)} (phases by ply: opening < {OPENING_PLIES}, middlegame < "
-              f"{MIDDLEGAME_PLIES}, endgame after)",
+              f"{MIDDLEGAME_PLIES}, endgame after)"
+              + (f"; {result.requested} were asked for, the games held no more"
+                 if result.requested > n else ""),
               f"- skipped: {skipped}",
               f"- Stockfish: {result.engine}, {result.nodes} nodes a position over all legal "
               f"moves (MultiPV); {result.cache_hits} of {n} analyses from the cache",

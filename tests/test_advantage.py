@@ -172,7 +172,7 @@ def test_two_legal_moves_by_hand(tmp_path: Path, stockfish: str) -> None:
             return weights if temperature == 1.0 else {KD2: 0.9, G3: 0.1}
         return uniform(board, temperature, mode)
 
-    result = run_advantage(tmp_path / "unused.onnx", [pgn], 5, [0.5, 1.0], tmp_path / "out",
+    result = run_advantage(tmp_path / "unused.onnx", [pgn], 8, [0.5, 1.0], tmp_path / "out",
                            nodes=NODES, cache=tmp_path / "cache", distribution=model,
                            stockfish=stockfish, plots=False, workers=1)
     i = next(k for k, p in enumerate(result.positions) if p.ply == 4)
@@ -199,7 +199,8 @@ def test_two_legal_moves_by_hand(tmp_path: Path, stockfish: str) -> None:
     assert result.random[i] == pytest.approx((w_kd2 + w_g3) / 2, abs=1e-12)
     # The table is the mean over positions, with the bootstrap interval around it.
     row = result.row("token", 1.0)
-    assert row.positions == 5
+    assert row.positions == 5  # every position the game has, and the summary says so
+    assert "8 were asked for" in result.summary.read_text()
     assert row.model_win_prob == pytest.approx(result.model[("token", 1.0)].mean())
     assert row.gain == pytest.approx(row.model_win_prob - row.expert_win_prob)
     assert row.gain_low <= row.gain <= row.gain_high
