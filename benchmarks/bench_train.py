@@ -1,0 +1,93 @@
+"""Training throughput: `transcend train` against a bare loop of the same model, in one run.
+
+The bare loop is the least a trainer can do: the same model and optimizer on batches that are
+already in memory, with no data sampling, logging, evaluation or checkpoints. The ratio says
+what the real trainer's machinery costs (goal: at least 0.9).
+
+    python benchmarks/bench_train.py [--config small] [--steps 12] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transcend.training.model import CONFIGS, GPT
+from transcend.training.train import TrainConfig, pick_device, pick_dtype, train
+
+
+def make_data(path: Path, tokens: int) -> None:
+    """Random-but-valid-looking token streams: game starts every ~700 characters."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 32, size=tokens, dtype=np.uint8)
+    data[data == 15] = 0  # no stray ';'
+    data[:: 700] = 15
+    path.mkdir(parents=True, exist_ok=True)
+    data.tofile(path / "train.bin")
+    (path / "manifest.json").write_text(json.dumps({"max_rating": 1000}))
+
+
+def bare_loop(config: str, batch: int, steps: int, block: int, dtype: torch.dtype) -> float:
+    torch.manual_seed(0)
+    model = GPT(CONFIGS[config])
+    opt = model.configure_optimizer(3e-4, 0.1, (0.9, 0.95), "cpu")
+    x = torch.randint(0, 32, (batch, block))
+    y = torch.randint(0, 32, (batch, block))
+    autocast = torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32)
+    for i in range(steps + 1):
+        if i == 1:  # the first step warms up allocators and kernels
+            start = time.perf_counter()
+        with autocast:
+            logits = model(x)
+            loss = torch.nn.functional.cross_entropy(logits.float().view(-1, 32), y.view(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return steps * batch * block / (time.perf_counter() - start)
+
+
+def trainer(config: str, batch: int, steps: int, data: Path, out: Path) -> float:
+    """Steady-state tokens/s of the real loop, as it logs them: the window from the end of
+    step 1 to the end of step ``steps + 1`` (sampling, logging and the loop's checks included;
+    the one-off start-up and the final checkpoint are not per-step costs)."""
+    cfg = TrainConfig(data=str(data), out=str(out), config=config, batch_size=batch,
+                      max_steps=steps + 1, log_interval=steps + 1, eval_interval=10**9,
+                      legal_interval=0, checkpoint_interval=10**9, progress=False,
+                      warmup_steps=1)
+    train(cfg)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return next(r["tokens_per_s"] for r in records if r.get("step") == steps + 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="small", choices=sorted(CONFIGS))
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--quick", action="store_true", help="tiny config, 3 steps")
+    args = parser.parse_args()
+    if args.quick:
+        args.config, args.steps, args.batch_size = "tiny", 3, 4
+    device = pick_device("auto")
+    dtype = pick_dtype("auto", device)
+    block = CONFIGS[args.config].block_size
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        make_data(data, 2_000_000)
+        bare = bare_loop(args.config, args.batch_size, args.steps, block, dtype)
+        real = trainer(args.config, args.batch_size, args.steps, data, Path(tmp) / "run")
+    print(f"config {args.config}, batch {args.batch_size} x {block}, {args.steps} steps, "
+          f"{torch.get_num_threads()} threads, {dtype} on {device}")
+    print(f"| loop | tokens/s |\n|---|---|\n| bare loop | {bare:,.0f} |\n"
+          f"| transcend train | {real:,.0f} |")
+    print(f"ratio transcend train / bare loop: {real / bare:.2f} (goal >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
