@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from transcend.evaluation.players import SpecError, parse_spec
-from transcend.training.experts import DEFAULT_EXPERTS, generate
+from transcend.training.experts import DEFAULT_EXPERTS, complete_games, generate
 
 
 @click.command("experts")
@@ -36,5 +36,7 @@ def experts_command(out: Path, games: int, experts: tuple[str, ...], concurrency
     results: Counter[str] = Counter()
     for record in generate(out, specs, games, concurrency, seed, max_plies, progress=not quiet):
         results[record.result] += 1
-    summary = ", ".join(f"{k}: {v}" for k, v in sorted(results.items())) or "nothing new"
-    click.echo(f"{out}: {games} games ({summary} in this run)", err=True)
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(results.items()))
+    total, _ = complete_games(out)
+    click.echo(f"{out}: {total} games" + (f" ({summary} in this run)" if summary else
+                                           " (nothing new to play)"), err=True)
