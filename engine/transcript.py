@@ -38,7 +38,7 @@ class TranscriptError(ValueError):
 
 
 def encode(text: str) -> np.ndarray:
-    """Token ids (uint8) of ``text``; raises TranscriptError on a character outside the vocabulary."""
+    """Token ids (uint8) of ``text``; TranscriptError on a character outside the vocabulary."""
     try:
         raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
     except UnicodeEncodeError as exc:
