@@ -627,10 +627,9 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
     """The whole advantage analysis; writes its files to ``out`` and returns the numbers.
 
     ``distribution`` replaces the model's move distribution (default: the engine's policy for
-    ``model``); the model is loaded only after the positions are drawn and analysed, so bad
-    input fails fast. ``cache`` is the directory of the Stockfish cache (default
-    ``~/.cache/transcend/advantage``); ``device`` is where the model runs (``auto``, ``cpu``,
-    ``cuda``, ``tensorrt``).
+    ``model``, loaded before any search so that a bad model file fails fast). ``cache`` is the
+    directory of the Stockfish cache (default ``~/.cache/transcend/advantage``); ``device`` is
+    where the model runs (``auto``, ``cpu``, ``cuda``, ``tensorrt``).
     """
     for mode in modes:
         if mode not in MODES:
@@ -648,6 +647,7 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
     if not sample:
         reasons = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items())) or "no games"
         raise ValueError(f"no usable positions in the PGN files ({reasons})")
+    dist = distribution or PolicyDistribution(model, device)
     seconds["sampling"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -657,7 +657,6 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
     seconds["stockfish"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    dist = distribution or PolicyDistribution(model, device)
     n = len(sample)
     expert = np.zeros(n)
     best = np.zeros(n)

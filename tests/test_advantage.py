@@ -410,3 +410,15 @@ def test_a_crashed_engine_is_restarted_once(tmp_path: Path, stockfish: str) -> N
     broken = crashing_engine(tmp_path, stockfish, crashes=5)
     with pytest.raises(OSError, match="failed twice"):
         analyse_positions(boards, NODES, tmp_path / "c2", broken, workers=1)
+
+
+def test_a_bad_model_fails_before_any_search(tmp_path: Path, games_pgn: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(SystemExit) as exc:
+        main(["advantage", "--model", str(bad), "--pgn", str(games_pgn), "--out",
+              str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--quiet"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "c").exists()  # no Stockfish search was started
