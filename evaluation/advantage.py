@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import math
 import os
 import queue
@@ -61,8 +60,6 @@ LICHESS_K = 0.00368208
 
 # A model's move distribution: (board with its history, temperature, mode) -> probabilities.
 DistributionFn = Callable[[chess.Board, float, str], Mapping[chess.Move, float]]
-
-logging.getLogger("chess.pgn").setLevel(logging.CRITICAL)  # bad games are counted, not logged
 
 
 def win_probability(kind: str, value: int) -> float:
