@@ -261,7 +261,8 @@ def test_policy_distribution_is_the_engines(tiny_onnx: Path, games_pgn: Path) ->
 def test_command_with_tiny_model(tmp_path: Path, tiny_onnx: Path, games_pgn: Path,
                                  stockfish: str, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    main(["advantage", "--model", str(tiny_onnx), "--pgn", str(games_pgn), "--positions", "6",
+    # PGN files may also follow as plain arguments.
+    main(["advantage", "--model", str(tiny_onnx), str(games_pgn), "--positions", "6",
           "--temps", "0.001,1", "--nodes", str(NODES), "--out", str(out), "--cache",
           str(tmp_path / "cache"), "--stockfish", stockfish, "--bootstrap", "200", "--quiet"])
     printed = capsys.readouterr()
