@@ -516,7 +516,7 @@ class AdvantageRow:
     gain_low: float  # 95% bootstrap interval over positions
     gain_high: float
     expert_match: float  # mean probability that the model plays the expert's move
-    best_match: float  # mean probability that the model plays Stockfish's best move
+    best_match: float  # mean probability that the model plays Stockfish's best move (or a tie)
 
 
 CSV_COLUMNS = [f for f in AdvantageRow.__dataclass_fields__]
@@ -679,7 +679,9 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
     # common prefix of consecutive prompts.
     for i in sorted(range(n), key=lambda j: [m.uci() for m in sample[j].history]):
         win, board = wins[i], boards[i]
-        expert_move, best_move = sample[i].expert, chess.Move.from_uci(best_moves[i])
+        expert_move = sample[i].expert
+        # Moves that tie for best (two mates, say) all count as playing the best move.
+        best_set = {chess.Move.from_uci(m) for m, w in win.items() if w == best[i]}
         for mode in modes:
             for t in temps:
                 probs = dist(board, t, mode)
@@ -691,7 +693,7 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
                 model_wp[key][i] = sum(p * win[m.uci()] for m, p in probs.items()
                                        if m.uci() in win) / total
                 p_expert[key][i] = probs.get(expert_move, 0.0) / total
-                p_best[key][i] = probs.get(best_move, 0.0) / total
+                p_best[key][i] = sum(probs.get(m, 0.0) for m in best_set) / total
         bar.update(1)
     bar.close()
     seconds["model"] = time.perf_counter() - start
