@@ -510,7 +510,12 @@ def test_sigint_while_reading_leaves_no_files(tmp_path: Path, workers: str) -> N
     while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     assert proc.returncode == 130
     assert "Traceback" not in err.decode() and "interrupted" in err.decode()
     assert list(out.iterdir()) == []

@@ -19,6 +19,7 @@ of one game always land on the same side.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -300,15 +301,20 @@ def _drop_move_numbers(text: bytes) -> bytes:
     if len(arr) == 0:
         return text
     space = arr <= 32  # also the NUL between games, which is kept
-    edges = np.flatnonzero(np.diff(space.view(np.int8), prepend=1, append=1))
-    # Padded with whitespace on both sides, the edges alternate: token start, token end, ...
-    starts, ends = edges[0::2], edges[1::2]
+    token = ~space
+    first = token.copy()
+    first[1:] &= space[:-1]
+    last = token.copy()
+    last[:-1] &= space[1:]
+    starts, ends = np.flatnonzero(first), np.flatnonzero(last) + 1
     if len(starts) == 0:
         return text
-    other = ~space & ((arr < 48) | (arr > 57)) & (arr != 46)
-    # Each segment runs from a token's start to the next one's, so its trailing whitespace
-    # (never "other") does not change the answer.
-    numeric = ~np.logical_or.reduceat(other, starts)
+    # A token is a move number when it holds no byte other than digits and dots: count those
+    # "other" bytes up to every position and compare the counts at its two ends.
+    other = token & ((arr < 48) | (arr > 57)) & (arr != 46)
+    count = np.zeros(len(arr) + 1, dtype=np.int32)
+    np.cumsum(other, dtype=np.int32, out=count[1:])
+    numeric = count[ends] == count[starts]
     if not numeric.any():
         return text
     bounds = np.empty(2 * int(numeric.sum()) + 2, dtype=np.int64)
@@ -562,6 +568,20 @@ class _TempOutput:
         self.tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C back while something that needs cleaning up is created; a Ctrl-C that came
+    meanwhile lands when the block ends (so it must end inside the try that cleans up)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _ignore_sigint() -> None:
     # Ctrl-C reaches the whole process group; only the parent should react (and clean up).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -576,8 +596,11 @@ def _ordered_results(
             yield process_chunk(chunk, f), raw
         return
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    pool = ctx.Pool(workers, initializer=_ignore_sigint)
+    pool = None
     try:
+        # A Ctrl-C while the pool starts would leave workers the interpreter waits for at exit.
+        with _sigint_held():
+            pool = ctx.Pool(workers, initializer=_ignore_sigint)
         # Bounded look-ahead: Pool.imap would read a whole 30 GB dump into memory ahead.
         pending: deque[tuple[Any, int]] = deque()
         for chunk, raw in chunks:
@@ -590,8 +613,9 @@ def _ordered_results(
             yield result.get(), size
         pool.close()
     finally:
-        pool.terminate()
-        pool.join()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
 
 
 @dataclass
@@ -651,10 +675,11 @@ def prepare(
     input_rows: list[dict[str, Any]] = []
     temporary: list[_TempOutput] = []
     try:
-        train = _TempOutput(out / "train.bin")
-        temporary.append(train)
-        val = _TempOutput(out / "val.bin")
-        temporary.append(val)
+        with _sigint_held():
+            train = _TempOutput(out / "train.bin")
+            temporary.append(train)
+            val = _TempOutput(out / "val.bin")
+            temporary.append(val)
         for path in inputs:
             errors: list[str] = []
             before = (totals.seen, totals.kept)
