@@ -145,8 +145,11 @@ def main() -> None:
     for name, base, ours in rows:
         print(f"{name:<44}{base:>12.2f}{ours:>12.2f}{ours / base:>7.1f}x")
     stages = runs[0][1].seconds
+    per_position = sum(stages.values()) / n
+    fixed = cold - sum(stages.values())  # start-up, bootstrap, files and plots
     print("cold run stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items())
-          + f"; 1,000 positions would take about {1000 / rate(n, cold) / 60:.1f} min")
+          + f", the rest {fixed:.1f} s; 1,000 positions would take about "
+          f"{(1000 * per_position + fixed) / 60:.1f} min")
 
 
 if __name__ == "__main__":
