@@ -644,8 +644,8 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
     if not sample:
         reasons = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items())) or "no games"
         raise ValueError(f"no usable positions in the PGN files ({reasons})")
-    dist = distribution or PolicyDistribution(model, device)
     seconds["sampling"] = time.perf_counter() - start
+    dist = distribution or PolicyDistribution(model, device)
 
     start = time.perf_counter()
     boards = [p.board() for p in sample]
