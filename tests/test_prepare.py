@@ -429,6 +429,14 @@ def test_unusable_inputs_fail_in_one_line(
     assert not out.exists() or not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_nothing_kept_raises_and_writes_nothing(tmp_path: Path) -> None:
+    run(tmp_path, header_game())
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    with pytest.raises(prep.NoGamesKept, match=r"from 2 read \(unfinished 1, no_moves 1\)"):
+        run(tmp_path, header_game("*") + header_game(moves=""))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+
+
 def test_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in.pgn"
     src.write_text(header_game())

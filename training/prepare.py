@@ -92,6 +92,10 @@ class InputError(ValueError):
     """An input that cannot be read to its end (a missing file, a broken zstd stream)."""
 
 
+class NoGamesKept(ValueError):
+    """Not one game survived: nothing was written."""
+
+
 @dataclass(frozen=True)
 class Filters:
     """Which games to keep and how to split them."""
@@ -667,8 +671,10 @@ def prepare(
     """Read ``inputs`` (paths, ``-`` for stdin), write ``out``/train.bin, val.bin and
     manifest.json, and return the manifest.
 
-    Nothing is replaced in ``out`` unless at least one game was kept; the three files are
-    replaced manifest-last, so a manifest always describes the .bin files beside it.
+    Raises NoGamesKept (a ValueError) when not one game was kept, and then replaces nothing;
+    otherwise the files are replaced manifest-last, so a manifest always describes the .bin
+    files beside it. An input that breaks off (a truncated .zst) is noted in the manifest and
+    what was read before the break is kept.
     """
     out.mkdir(parents=True, exist_ok=True)
     totals = _Totals()
@@ -742,9 +748,12 @@ def prepare(
             "max_rating": totals.ratings[1] if totals.ratings else None,
         }
         if totals.kept == 0:
-            train.discard()
-            val.discard()
-            return manifest
+            problems = [f"{r['path']}: {r['error']}" for r in input_rows if "error" in r]
+            skipped = ", ".join(f"{k} {v}" for k, v in manifest["skipped"].items() if v)
+            raise NoGamesKept(
+                f"no games kept from {totals.seen} read "
+                f"({'; '.join([*problems, skipped or 'no games'])}); nothing written"
+            )
         # Manifest last: a crash in between leaves no manifest rather than a stale one.
         (out / "manifest.json").unlink(missing_ok=True)
         train.finish()
@@ -840,14 +849,8 @@ def prepare_command(inputs: tuple[str, ...], out: Path, max_elo: int | None,
     finally:
         if bar is not None:
             bar.close()
-    problems = [f"{row['path']}: {row['error']}" for row in manifest["inputs"] if "error" in row]
-    if manifest["games"]["kept"] == 0:
-        skipped = ", ".join(f"{k} {v}" for k, v in manifest["skipped"].items() if v)
-        reasons = "; ".join([*problems, skipped or "no games"])
-        raise click.ClickException(
-            f"no games kept from {manifest['games']['seen']} read ({reasons}); nothing written"
-        )
-    for problem in problems:
-        click.echo(f"warning: {problem}", err=True)
+    for row in manifest["inputs"]:
+        if "error" in row:
+            click.echo(f"warning: {row['path']}: {row['error']}", err=True)
     if not quiet:
         click.echo(_summary(manifest, time.monotonic() - start), err=True)
