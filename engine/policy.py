@@ -420,7 +420,7 @@ class Policy:
         key = root.fen()
         stack = board.move_stack
         if key != self._san_root:
-            self._san_root, self._san_board, self._sans = key, root, []
+            self._san_root, self._san_board, self._sans = key, root.copy(), []
         replay = self._san_board
         done = replay.move_stack
         same = 0
