@@ -232,3 +232,13 @@ def test_import_refuses_pickled_objects(tmp_path: Path) -> None:
     torch.save({"model": {}, "model_args": {"vocab_size": 32}, "obj": Path("x")}, bad)
     with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
         load_checkpoint(bad)
+
+
+def test_short_validation_file_gets_shorter_windows(tmp_path: Path) -> None:
+    from transcend.engine.transcript import encode, game_transcript
+
+    encode(game_transcript(["e4", "e5", "Nf3", "Nc6"]) * 20).tofile(tmp_path / "val.bin")
+    windows = TokenWindows(tmp_path / "val.bin", block=1023, mid_game_share=0.1)
+    x, y = windows.batch(np.random.default_rng(0), 3)
+    assert x.shape == (3, windows.block) and windows.block < 1023
+    assert torch.equal(x[:, 1:], y[:, :-1])
