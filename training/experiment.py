@@ -8,7 +8,6 @@ experiment resumes where it stopped (training resumes from its checkpoint).
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from transcend.engine.files import write_atomic
 from transcend.training.experts import DEFAULT_EXPERTS, complete_games, generate
 
 PAPER_TEMPERATURES = [0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5]
@@ -227,9 +227,7 @@ def write_report(out: Path, preset_name: str, p: Preset, arms: list[tuple[str, P
                   "### Advantage (per-move expected win probability)", "",
                   _read(arm / "advantage" / "summary.md"), ""]
     report = out / "report.md"
-    tmp = report.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, report)
+    write_atomic(report, "\n".join(lines))
     return report
 
 
@@ -242,7 +240,7 @@ def run_experiment(preset_name: str, out: Path, *, seed: int = 1337, concurrency
     if preset_name == "paper" and not p.pgn:
         raise click.UsageError("--preset paper needs Lichess PGN dumps: --pgn FILE.pgn.zst ...")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "preset.json").write_text(json.dumps({"preset": preset_name, **asdict(p)}, indent=2))
+    write_atomic(out / "preset.json", json.dumps({"preset": preset_name, **asdict(p)}, indent=2))
     inputs = stage_experts(p, out, seed, concurrency)
     arms: list[tuple[str, Path]] = []
     for cap in p.max_elo:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import click
 import numpy as np
 import torch
+from transcend.engine.files import write_atomic
 from transcend.engine.transcript import VOCAB, VOCAB_SIZE
 from transcend.training.model import GPT, ModelConfig
 
@@ -101,21 +101,6 @@ def _example_inputs(model: GPT, batch: int, past_len: int, new: int) -> tuple[to
     mask[:, :, past_len:] = torch.tril(torch.ones(new, new, dtype=torch.bool))
     past = torch.randn(c.n_layer, 2, batch, c.n_head, past_len, c.n_embd // c.n_head, generator=gen)
     return ids, pos, mask, past
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that no reader ever sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_onnx(model: GPT, out: Path, metadata: dict[str, str], fp16: bool = False) -> float:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
+from transcend.engine.files import write_atomic
 
 
 def read_metrics(run: Path) -> list[dict]:
@@ -52,11 +52,10 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     fig.suptitle(run.name)
     fig.tight_layout()
     out = out or run / "curves.png"
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, out)
+    write_atomic(out, buffer.getvalue())
     return out
 
 

@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 import chess
 import click
 import numpy as np
+from transcend.engine.files import write_atomic
 from transcend.engine.transcript import GAME_START, VOCAB, encode, movetext
 
 FORMAT = "transcend-transcript-1"
@@ -646,20 +647,6 @@ class _Totals:
         return self.kept_train + self.kept_val
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = _mkstemp(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def prepare(
     inputs: list[str],
     out: Path,
@@ -762,7 +749,7 @@ def prepare(
         else:
             val.discard()
             (out / "val.bin").unlink(missing_ok=True)
-        _write_json(out / "manifest.json", manifest)
+        write_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
         return manifest
     except BaseException:
         for output in temporary:

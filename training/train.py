@@ -23,8 +23,8 @@ import click
 import numpy as np
 import torch
 import torch.distributed as dist
+from transcend.engine.files import write_atomic
 from transcend.engine.transcript import GAME_START, STOI, decode, encode
-from transcend.training.export import write_atomic
 from transcend.training.model import CONFIGS, GPT, ModelConfig
 
 GAME_START_ID = STOI[GAME_START]
