@@ -70,20 +70,21 @@ def parse_temperature(text: str) -> float:
 
 
 def temperature_for_elo(calibration: list[tuple[float, float]], elo: float) -> float:
-    """The temperature whose calibrated rating is ``elo``.
+    """The hottest temperature whose calibrated rating is still ``elo``.
 
-    The measured curve is made non-increasing in temperature (a hotter model is never rated
-    above a colder one: measurement noise is ignored) and interpolated linearly.
+    ``calibration`` is sorted by temperature. The curve is first made non-increasing (a colder
+    model is taken to be at least as strong as a hotter one: dips are measurement noise), then
+    interpolated linearly; a rating above the curve gives the hottest temperature at its top.
     """
     temps = [t for t, _ in calibration]
-    elos: list[float] = []
-    for _, e in calibration:
-        elos.append(min(e, elos[-1]) if elos else e)
-    if elo >= elos[0]:
-        return temps[0]
+    envelope = [e for _, e in calibration]
+    for i in range(len(envelope) - 2, -1, -1):
+        envelope[i] = max(envelope[i], envelope[i + 1])
+    if elo >= envelope[0]:
+        return max(t for t, e in zip(temps, envelope, strict=True) if e >= envelope[0])
     for i in range(1, len(temps)):
-        if elos[i] <= elo < elos[i - 1]:
-            frac = (elos[i - 1] - elo) / (elos[i - 1] - elos[i])
+        if envelope[i] <= elo < envelope[i - 1]:
+            frac = (envelope[i - 1] - elo) / (envelope[i - 1] - envelope[i])
             return temps[i - 1] + frac * (temps[i] - temps[i - 1])
     return temps[-1]
 
