@@ -580,10 +580,6 @@ class PolicyDistribution:
         from transcend.engine.policy import Policy
 
         self.policy = Policy(model, device=device)
-        # Anchor the policy's move history at the standard start before any real position: a
-        # first call with a new root was seen to judge the root after replaying moves on it,
-        # giving the first position a set-up-position prompt instead of the game transcript.
-        self.policy.prompt_text(chess.Board())
         self._key: tuple[str, tuple[chess.Move, ...]] | None = None
         self._scored: tuple[object, np.ndarray] | None = None
 
