@@ -291,15 +291,13 @@ class _Trie:
         self.paths = np.full((len(paths), width), n, dtype=np.int64)
         for m, path in enumerate(paths):
             self.paths[m, : len(path)] = path
-        self.ancestors = np.zeros((n, n), dtype=bool)
-        for i, p in enumerate(parent):
-            if p >= 0:
-                self.ancestors[i] = self.ancestors[p]
-            self.ancestors[i, i] = True
-        self.children: dict[tuple[int, int], int] = {
-            (p + 1, c): i for i, (p, c) in enumerate(zip(parent, chars, strict=True))
-        }
-        self.complete_at = {int(node) + 1: m for m, node in enumerate(self.end_node)}
+        # Each node sees itself and its ancestors: walk up the parent links, one level a step.
+        self.ancestors = np.eye(n, dtype=bool)
+        rows = np.arange(n)
+        up = self.parent.copy()
+        while (alive := up >= 0).any():
+            self.ancestors[rows[alive], up[alive]] = True
+            up[alive] = self.parent[up[alive]]
         # Row of the score table that holds each node's parent's logits (0 = the prompt's).
         self.parent_row = self.parent + 1
         self.end_row = self.end_node + 1
@@ -341,17 +339,20 @@ def token_log_probs(rows: np.ndarray, trie: _Trie, temperature: float) -> np.nda
 
 def greedy_token_move(rows: np.ndarray, trie: _Trie) -> int:
     """Index of the move that `token` sampling writes at temperature 0 (argmax per character)."""
+    children = {(int(p) + 1, int(c)): i for i, (p, c) in enumerate(zip(trie.parent, trie.chars,
+                                                                        strict=True))}
+    complete_at = {int(node) + 1: m for m, node in enumerate(trie.end_node)}
     row = 0
     while True:
         best, best_col = -np.inf, -1
         for col in range(VOCAB_SIZE):
-            if (row, col) in trie.children and rows[row, col] > best:
+            if (row, col) in children and rows[row, col] > best:
                 best, best_col = float(rows[row, col]), col
-        if row in trie.complete_at:
+        if row in complete_at:
             end = float(max(rows[row, _TERMINATOR_IDS[0]], rows[row, _TERMINATOR_IDS[1]]))
             if end > best:
-                return trie.complete_at[row]
-        row = trie.children[(row, best_col)] + 1
+                return complete_at[row]
+        row = children[(row, best_col)] + 1
 
 
 def move_log_probs(rows: np.ndarray, trie: _Trie) -> np.ndarray:
@@ -366,6 +367,78 @@ def move_log_probs(rows: np.ndarray, trie: _Trie) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # The policy
+
+
+def legal_sans(board: chess.Board, moves: list[chess.Move]) -> list[str]:
+    """SAN of each of ``moves`` (legal in ``board``), as ``board.san`` writes it.
+
+    Written for all moves of a position at once: the disambiguation candidates are grouped in
+    one pass and checks come from ``gives_check``, so it is several times faster than calling
+    ``board.san`` per move, which plays every move to look for check.
+    """
+    rivals: dict[tuple[int, int], int] = {}  # (piece type, target) -> mask of origin squares
+    for move in board.legal_moves:
+        piece = board.piece_type_at(move.from_square)
+        if piece != chess.PAWN and piece != chess.KING:
+            key = (piece or 0, move.to_square)
+            rivals[key] = rivals.get(key, 0) | chess.BB_SQUARES[move.from_square]
+    king = board.king(not board.turn)
+    sans = []
+    for move in moves:
+        frm, to = move.from_square, move.to_square
+        if board.is_castling(move):
+            san = "O-O-O" if chess.square_file(to) < chess.square_file(frm) else "O-O"
+        else:
+            piece = board.piece_type_at(frm) or chess.PAWN
+            capture = board.is_capture(move)
+            if piece == chess.PAWN:
+                san = chess.FILE_NAMES[chess.square_file(frm)] + "x" if capture else ""
+            else:
+                san = chess.piece_symbol(piece).upper()
+                others = rivals.get((piece, to), 0) & ~chess.BB_SQUARES[frm]
+                if others:
+                    file_needed = bool(others & chess.BB_RANKS[chess.square_rank(frm)])
+                    rank_needed = bool(others & chess.BB_FILES[chess.square_file(frm)])
+                    if file_needed or not rank_needed:
+                        san += chess.FILE_NAMES[chess.square_file(frm)]
+                    if rank_needed:
+                        san += chess.RANK_NAMES[chess.square_rank(frm)]
+                if capture:
+                    san += "x"
+            san += chess.SQUARE_NAMES[to]
+            if move.promotion:
+                san += "=" + chess.piece_symbol(move.promotion).upper()
+        if _gives_check(board, move, king):
+            board.push(move)
+            mate = not any(board.generate_legal_moves())
+            board.pop()
+            san += "#" if mate else "+"
+        sans.append(san)
+    return sans
+
+
+def _gives_check(board: chess.Board, move: chess.Move, king: int | None) -> bool:
+    """``board.gives_check`` without playing the move, for ordinary moves (the rest ask it)."""
+    if king is None or move.promotion or board.is_castling(move) or board.is_en_passant(move):
+        return board.gives_check(move)
+    frm, to = move.from_square, move.to_square
+    occupied = (board.occupied & ~chess.BB_SQUARES[frm]) | chess.BB_SQUARES[to]
+    # A piece left behind that now sees the king: a discovered check.
+    if board.attackers_mask(board.turn, king, occupied) & ~chess.BB_SQUARES[frm]:
+        return True
+    piece = board.piece_type_at(frm)
+    if piece == chess.PAWN:
+        attacks = chess.BB_PAWN_ATTACKS[board.turn][to]
+    elif piece == chess.KNIGHT:
+        attacks = chess.BB_KNIGHT_ATTACKS[to]
+    else:
+        attacks = 0
+        if piece in (chess.BISHOP, chess.QUEEN):
+            attacks |= chess.BB_DIAG_ATTACKS[to][chess.BB_DIAG_MASKS[to] & occupied]
+        if piece in (chess.ROOK, chess.QUEEN):
+            attacks |= chess.BB_RANK_ATTACKS[to][chess.BB_RANK_MASKS[to] & occupied]
+            attacks |= chess.BB_FILE_ATTACKS[to][chess.BB_FILE_MASKS[to] & occupied]
+    return bool(attacks & chess.BB_SQUARES[king])
 
 
 def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
@@ -399,8 +472,10 @@ class Policy:
         self._ids = np.zeros(0, dtype=np.int64)
         self._past = np.zeros((i.n_layer, 2, 1, i.n_head, 0, i.head_dim), dtype=np.float32)
         self._logits = np.zeros((0, VOCAB_SIZE), dtype=np.float32)
-        self._san_root = ""
+        self._san_root: chess.Board | None = None
         self._san_board = chess.Board()
+        self._root_is_start = True
+        self._root_ply = 0
         self._sans: list[str] = []
 
     @property
@@ -417,10 +492,17 @@ class Policy:
         new moves.
         """
         root = board.root()
-        key = root.fen()
+        if root != self._san_root:
+            # Board equality compares pieces, turn, castling, en passant and both clocks.
+            self._san_root, self._san_board, self._sans = root, root.copy(), []
+            self._root_is_start = (
+                root.board_fen() == chess.STARTING_BOARD_FEN
+                and root.turn == chess.WHITE
+                and root.castling_rights == chess.BB_CORNERS
+                and root.fullmove_number == 1
+            )
+            self._root_ply = 2 * (root.fullmove_number - 1) + (root.turn == chess.BLACK)
         stack = board.move_stack
-        if key != self._san_root:
-            self._san_root, self._san_board, self._sans = key, root.copy(), []
         replay = self._san_board
         done = replay.move_stack
         same = 0
@@ -433,15 +515,9 @@ class Policy:
             replay.pop()
             self._sans.pop()
         for move in stack[same:]:
-            self._sans.append(replay.san(move))
-            replay.push(move)
-        start = (
-            root.board_fen() == chess.STARTING_BOARD_FEN
-            and root.turn == chess.WHITE
-            and root.castling_rights == chess.BB_CORNERS
-            and root.fullmove_number == 1
-        )
-        first_ply = 0 if start else 2 * (root.fullmove_number - 1) + (root.turn == chess.BLACK)
+            self._sans.append(replay.san_and_push(move))
+        start = self._root_is_start
+        first_ply = 0 if start else self._root_ply
         return list(self._sans), first_ply, start
 
     def prompt_text(self, board: chess.Board) -> str:
@@ -528,7 +604,7 @@ class Policy:
         if moves is not None:
             wanted = set(moves)
             legal = [m for m in legal if m in wanted]
-        return _Trie(legal, [board.san(m) for m in legal])
+        return _Trie(legal, legal_sans(board, legal))
 
     def _score(
         self, board: chess.Board, moves: list[chess.Move] | None

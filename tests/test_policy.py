@@ -309,3 +309,32 @@ def test_cuda_request_falls_back_quietly(tiny_onnx: Path, capfd) -> None:
 def test_default_model_path_is_in_the_package() -> None:
     path = default_model_path()
     assert path.name == "default.onnx" and path.parent.name == "models"
+
+
+def test_legal_sans_agree_with_python_chess() -> None:
+    """Over random games (promotions, castling, en passant, checks, mates) and positions that
+    need disambiguation by file, by rank and by both."""
+    rng = random.Random(8)
+    seen: set[str] = set()
+    for _ in range(25):
+        board = chess.Board()
+        while not board.is_game_over() and len(board.move_stack) < 200:
+            moves = list(board.legal_moves)
+            want = [board.san(m) for m in moves]
+            assert policy_module.legal_sans(board, moves) == want, board.fen()
+            seen.update(want)
+            # Prefer captures and promotions so that rare notations turn up.
+            spicy = [m for m in moves if board.is_capture(m) or m.promotion]
+            board.push(rng.choice(spicy if spicy and rng.random() < 0.5 else moves))
+    for pattern in ("=Q", "#", "+", "O-O", "O-O-O"):
+        assert any(pattern in s for s in seen), pattern
+    for fen, needed in [
+        ("k7/8/8/8/8/8/8/KN3N2 w - - 0 1", "Nbd2"),
+        ("7k/8/8/R7/8/8/8/R3K3 w - - 0 1", "R1a3"),
+        ("8/8/k7/8/4Q2Q/8/8/K6Q w - - 0 1", "Qh4e1"),
+        ("1r2k3/P1P5/8/8/8/8/8/4K2R w K - 0 1", "axb8=N"),
+    ]:
+        board = chess.Board(fen)
+        moves = list(board.legal_moves)
+        sans = policy_module.legal_sans(board, moves)
+        assert sans == [board.san(m) for m in moves] and needed in sans
