@@ -31,7 +31,6 @@ import random
 import re
 import sqlite3
 import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,7 +42,9 @@ import chess
 import chess.pgn
 import click
 import numpy as np
+from transcend.engine.files import write_atomic
 from transcend.evaluation.players import EngineCrashed, UciClient, find_stockfish
+from transcend.evaluation.sweep import parse_temperatures
 
 PAPER_TEMPERATURES = (0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5)
 MODES = ("token", "move")
@@ -729,7 +730,7 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
     _write_positions(result, boards, best_moves, modes, temps)
     if plots:
         result.plot, result.gains_plot = _plots(result, modes, temps)
-    _write_text(result.summary, summary_markdown(result, model, modes, temps))
+    write_atomic(result.summary, summary_markdown(result, model, modes, temps))
     return result
 
 
@@ -741,24 +742,12 @@ def _cell(value: object) -> object:
 # Output
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    _write_text(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def _write_positions(result: AdvantageResult, boards: Sequence[chess.Board],
@@ -921,35 +910,14 @@ def _plots(result: AdvantageResult, modes: Sequence[str],
 
 
 def _save(fig: object, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)  # type: ignore[attr-defined]
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)  # type: ignore[attr-defined]
+    write_atomic(path, buffer.getvalue())
     return path
 
 
 # --------------------------------------------------------------------------------------------
 # Command line
-
-
-def parse_temperatures(text: str) -> list[float]:
-    """``"0.001,0.1,1"`` -> [0.001, 0.1, 1.0]; raises ValueError with a one-line reason."""
-    temps: list[float] = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            t = float(part)
-        except ValueError:
-            raise ValueError(f"not a temperature: {part!r}") from None
-        if not (t >= 0 and math.isfinite(t)):
-            raise ValueError(f"temperatures must be finite and non-negative: {part!r}")
-        if t not in temps:
-            temps.append(t)
-    return temps
 
 
 @click.command("advantage")
@@ -997,7 +965,7 @@ def advantage_command(model: Path | None, pgn_options: tuple[Path, ...],
     if not pgns:
         raise click.UsageError("give at least one PGN file (--pgn GAMES.pgn)")
     try:
-        temperatures = parse_temperatures(temps)
+        temperatures = parse_temperatures(allow_zero=True, text=temps)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--temps") from None
     if model is None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import chess
 import chess.engine
 import chess.pgn
+from transcend.engine.files import write_atomic
 from transcend.evaluation.players import find_stockfish
 
 
@@ -122,10 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         game.headers["Result"] = "*"
         game.add_line(line)
         chunks.append(str(game))
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=args.out.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("\n\n".join(chunks) + "\n")
-    os.replace(tmp, args.out)
+    write_atomic(args.out, "\n\n".join(chunks) + "\n")
     print(f"{len(lines)} balanced openings written to {args.out}")
 
 

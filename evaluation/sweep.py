@@ -13,16 +13,15 @@ import csv
 import io
 import json
 import math
-import os
 import shlex
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+from transcend.engine.files import write_atomic
 from transcend.engine.policy import read_model_info
 from transcend.evaluation.players import PlayerSpec, parse_spec
 from transcend.evaluation.ratings import (
@@ -76,13 +75,17 @@ def calibration_path(model: Path) -> Path:
     return model.with_name(model.stem + ".calibration.json")
 
 
-def parse_temperatures(text: str) -> list[float]:
+def parse_temperatures(text: str, allow_zero: bool = False) -> list[float]:
+    """``"0.001,0.1,1"`` -> [0.001, 0.1, 1.0], sorted and unique; ValueError with a one-line
+    reason. Zero (greedy) is allowed where a log-scale plot is not needed."""
     try:
-        temps = [float(t) for t in text.split(",") if t.strip()]
+        temps = [float(t) for t in text.split(",")]
     except ValueError:
         raise ValueError(f"--temps {text!r} must be numbers separated by commas") from None
-    if not temps or any(not (t > 0 and math.isfinite(t)) for t in temps):
-        raise ValueError(f"--temps {text!r}: temperatures must be positive (0.001 is near-greedy)")
+    low_ok = (lambda t: t >= 0) if allow_zero else (lambda t: t > 0)
+    if not temps or any(not (low_ok(t) and math.isfinite(t)) for t in temps):
+        floor = "non-negative" if allow_zero else "positive (0.001 is near-greedy)"
+        raise ValueError(f"--temps {text!r}: temperatures must be {floor}")
     return sorted(set(temps))
 
 
@@ -116,14 +119,7 @@ def write_metadata_calibration(model: Path, points: list[dict[str, float]]) -> N
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     proto.metadata_props.add(key="calibration", value=json.dumps(points))
-    _write_atomic(model, proto.SerializeToString())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    write_atomic(model, proto.SerializeToString())
 
 
 def _illegal_rate(result: TournamentResult, name: str) -> float | None:
@@ -199,10 +195,10 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
     if calibrate and anchors:
         result.calibration = calibration_path(model)
         points = [{"temperature": r.temperature, "elo": round(r.elo, 1)} for r in rows]
-        _write_atomic(result.calibration, (json.dumps(points, indent=1) + "\n").encode())
+        write_atomic(result.calibration, (json.dumps(points, indent=1) + "\n").encode())
         if write_metadata:
             write_metadata_calibration(model, points)
-    _write_atomic(out / "summary.md", _summary(result, model, opponents, games, mode,
+    write_atomic(out / "summary.md", _summary(result, model, opponents, games, mode,
                                                settings, anchor_source).encode())
     return result
 
@@ -220,7 +216,7 @@ def _write_csv(path: Path, rows: list[SweepRow]) -> None:
         writer.writerow([f"{r.temperature:g}", r.player, cell(r.elo), cell(r.lo95), cell(r.hi95),
                          r.games, cell(r.score, 4), cell(r.illegal_rate, 4), cell(r.glicko),
                          cell(r.glicko_lo95), cell(r.glicko_hi95)])
-    _write_atomic(path, text.getvalue().encode())
+    write_atomic(path, text.getvalue().encode())
 
 
 def _plot(path: Path, rows: list[SweepRow], max_rating: float | None, title: str,
@@ -256,7 +252,7 @@ def _plot(path: Path, rows: list[SweepRow], max_rating: float | None, title: str
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return path
 
 

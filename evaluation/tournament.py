@@ -22,7 +22,6 @@ import re
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import chess
 import chess.engine
 import chess.pgn
 import click
+from transcend.engine.files import write_atomic
 from transcend.evaluation.openings import Opening, bundled_openings, load_openings
 from transcend.evaluation.players import PlayerSpec, parse_spec
 from transcend.evaluation.ratings import Outcome, bradley_terry, format_table, spec_anchors
@@ -429,13 +429,6 @@ def read_results(pgn: Path) -> list[tuple[GameResult, str]]:
     return found
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 class Progress:
     """A live standings table on a terminal; one line per finished game otherwise."""
 
@@ -572,7 +565,7 @@ def run_tournament(engines: Sequence[str | PlayerSpec], opponents: Sequence[str 
                 result.games.append(record)
                 kept.append(text)
         # Rewritten without any half-written last game before new games are appended.
-        _write_atomic(pgn, "".join(kept))
+        write_atomic(pgn, "".join(kept))
     todo = [g for g in plan if g.index not in done]
     meter = Progress(len(plan), progress)
     handle = open(pgn, "a", encoding="utf-8") if pgn is not None else None  # noqa: SIM115

@@ -88,8 +88,8 @@ def test_phases_by_ply() -> None:
 
 def test_parse_temperatures() -> None:
     assert parse_temperatures("0.001, 0.5,1,0.5") == [0.001, 0.5, 1.0]
-    assert parse_temperatures("0") == [0.0]
-    for bad in ("", "a", "-1", "nan", "1,,2"):
+    assert parse_temperatures("0", allow_zero=True) == [0.0]
+    for bad in ("", "a", "-1", "nan", "1,,2", "0"):
         with pytest.raises(ValueError):
             parse_temperatures(bad)
 
@@ -284,7 +284,7 @@ def test_command_with_tiny_model(tmp_path: Path, tiny_onnx: Path, games_pgn: Pat
 
 @pytest.mark.parametrize("args, message", [
     (["--pgn", "missing.pgn"], "does not exist"),
-    (["--temps", "0.1,hot"], "not a temperature"),
+    (["--temps", "0.1,hot"], "must be numbers"),
     ([], "at least one PGN"),
 ])
 def test_bad_input_is_one_line(tmp_path: Path, tiny_onnx: Path, games_pgn: Path, args: list[str],
