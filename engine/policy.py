@@ -463,7 +463,7 @@ class Policy:
         self.session, self.info.provider, self.info.device_note = create_session(
             self.info.path, device, threads
         )
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # public methods call each other
         # Window shifts move the start by this many plies (even, so it starts at a white move):
         # about half the window, so the cache is rebuilt rarely.
         self.shift_plies = max(2, 2 * ((self.info.block_size // 2) // (2 * CHARS_PER_PLY)))
@@ -532,7 +532,8 @@ class Policy:
         the model's window, whole moves are dropped from the front so that it starts at a white
         move number; the start moves in steps of ``shift_plies`` so that it changes rarely.
         """
-        sans, first_ply, start = self._history(board)
+        with self._lock:
+            sans, first_ply, start = self._history(board)
         budget = self.info.block_size - WINDOW_MARGIN
         text = prompt(sans, first_ply, game_start=start)
         if len(text) <= budget:
@@ -555,7 +556,8 @@ class Policy:
 
     def has_history(self, board: chess.Board) -> bool:
         """Whether ``board`` was reached from the standard start (its prompt is a real game)."""
-        return self._history(board)[2]
+        with self._lock:
+            return self._history(board)[2]
 
     # -- model calls --------------------------------------------------------------------------
 
