@@ -258,7 +258,7 @@ class Engine:
         try:
             if path is None:
                 raise ModelError(
-                    f"no model: the bundled {default_model_path()} is missing; "
+                    f"the bundled {default_model_path()} is missing; "
                     "start with --model PATH or set the ModelFile option"
                 )
             policy = Policy(path, device=device, threads=threads)
@@ -275,7 +275,7 @@ class Engine:
             self.policy = policy
         except Exception as exc:  # noqa: BLE001 - a broken model is reported, never fatal
             self.load_error = _first_line(exc)
-            messages.append(f"info string error {self.load_error}")
+            messages.append(f"info string error no model loaded: {self.load_error}")
         with self._pending_lock:
             self._pending += messages
         self._loaded.set()

@@ -17,6 +17,7 @@ from pathlib import Path
 import chess
 import chess.engine
 import pytest
+from transcend.engine.policy import default_model_path
 from transcend.engine.uci import material_cp, temperature_for_elo
 
 INFO_LINE = re.compile(
@@ -283,6 +284,16 @@ def test_command_line_flags(tiny_onnx: Path) -> None:
                           timeout=60)
     assert "option name Temperature type string default 0.01" in proc.stdout
     assert "option name SamplingMode type combo default move" in proc.stdout
+    # Exactly as written, with the bundled model: it plays, or says clearly that it is missing.
+    proc = subprocess.run([binary(), "--temp", "0.01"], input="uci\nisready\ngo\nquit\n",
+                          capture_output=True, text=True, timeout=60)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and "uciok" in lines and "readyok" in lines
+    if default_model_path().exists():
+        assert chess.Move.from_uci(bestmove(lines)) in chess.Board().legal_moves
+    else:
+        assert bestmove(lines) == "0000"
+        assert any("no model loaded" in line and "--model PATH" in line for line in lines)
 
 
 def test_calibrated_model_offers_limit_strength(tiny_onnx: Path, tmp_path: Path) -> None:
