@@ -384,3 +384,34 @@ def test_seed_makes_games_reproducible(tiny_onnx: Path) -> None:
 
     assert game(5) == game(5)
     assert game(5) != game(6)
+
+
+def test_seed_option_reseeds_and_device_options_reload(raw: Raw) -> None:
+    def three_moves() -> list[str]:
+        out = []
+        for _ in range(3):
+            raw.send("go nodes 1")
+            out.append(bestmove(raw.until("bestmove")))
+        return out
+
+    raw.send("position startpos moves e2e4", "setoption name Seed value 9")
+    first = three_moves()
+    raw.send("setoption name Seed value 9")
+    assert three_moves() == first
+    raw.send("setoption name Device value cpu", "setoption name Threads value 1")
+    lines = raw.ready()
+    assert any(line.startswith("info string model") and "CPUExecutionProvider" in line
+               for line in lines)
+    raw.send("setoption name Device value gpu")
+    assert "Device takes one of" in raw.until("info string error")[-1]
+    raw.send("go nodes 1")
+    bestmove(raw.until("bestmove"))
+
+
+def test_move_overhead_shortens_the_pause(raw: Raw) -> None:
+    raw.send("setoption name MinThinkTime value 3000", "setoption name MoveOverhead value 1000")
+    raw.ready()
+    start = time.monotonic()
+    raw.send("position startpos", "go movetime 1500")  # pause = 1500 - 1000 ms
+    bestmove(raw.until("bestmove"))
+    assert 0.5 <= time.monotonic() - start < 2.5
