@@ -9,7 +9,7 @@ Positions come from games between noisy Stockfish players (random games without 
 timed at moves 10, 40 and 80 (white to move) and the next few moves of each game.
 
     python benchmarks/bench_engine.py                 # the bundled model, else a fresh `small`
-    python benchmarks/bench_engine.py --model m.onnx --device cuda
+    python benchmarks/bench_engine.py --model m.onnx --threads 1   # then on the GPU if any
     python benchmarks/bench_engine.py --quick         # seconds: the `tiny` model, two games
 """
 
@@ -121,17 +121,22 @@ def main() -> None:
         if path is None:
             print(f"no model given: exporting a freshly initialised `{args.config}` model")
             path = fresh_model(args.config, Path(tmp) / f"{args.config}.onnx")
-        policy = Policy(path, device=args.device, threads=args.threads)
-        run(policy, args)
+        last = 2 * (max(MOVE_NUMBERS) - 1) + 2 * SAMPLES_PER_GAME
+        started = time.perf_counter()
+        games = make_games(args.games, last, seed=1)
+        print(f"{len(games)} games of >= {last} plies in {time.perf_counter() - started:.1f} s")
+        run(Policy(path, device=args.device, threads=args.threads), games, args)
+        if args.device == "cpu":  # the same on the GPU, when there is one
+            gpu = Policy(path, device="cuda", threads=args.threads)
+            if gpu.info.provider == "CPUExecutionProvider":
+                print(f"\nno GPU figure: {gpu.info.device_note}")
+            else:
+                run(gpu, games, args)
 
 
-def run(policy: Policy, args: argparse.Namespace) -> None:
+def run(policy: Policy, games: list[list[chess.Move]], args: argparse.Namespace) -> None:
     info = policy.info
-    last = 2 * (max(MOVE_NUMBERS) - 1) + 2 * SAMPLES_PER_GAME
-    started = time.perf_counter()
-    games = make_games(args.games, last, seed=1)
-    print(f"{len(games)} games of >= {last} plies in {time.perf_counter() - started:.1f} s")
-    print(f"model {info.path.name}: {info.n_params or 0:,} parameters, {info.n_layer} layers, "
+    print(f"\nmodel {info.path.name}: {info.n_params or 0:,} parameters, {info.n_layer} layers, "
           f"window {info.block_size}; {info.provider}, threads {args.threads or 'default'}, "
           f"{os.cpu_count()} CPUs")
     rng = np.random.default_rng(0)
