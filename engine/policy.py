@@ -688,14 +688,12 @@ class Policy:
             p = self._distribution(rows, trie, temperature, "move" if mode == "move" else "token")
             probabilities = dict(zip(trie.moves, p.tolist(), strict=True))
             if mode == "paper":
-                choice = self._paper(board, text, trie, temperature, rng)
-                choice.nodes += nodes
-                if choice.move is not None:
-                    choice.probabilities = probabilities
-                    return choice
-                move = trie.moves[_sample_index(p, rng)]
-                return Choice(move, probabilities, choice.illegal_attempts, True,
-                              choice.attempts, choice.nodes)
+                written, attempts, used = self._paper(board, text, trie, temperature, rng)
+                illegal = len(attempts) - (written is not None)
+                if written is None:  # every attempt illegal: the move comes from `token`
+                    written = trie.moves[_sample_index(p, rng)]
+                return Choice(written, probabilities, illegal, illegal == len(attempts),
+                              attempts, nodes + used)
             best = _sample_index(p, rng)
             self._keep_path(text, trie, best, present, rows)
             return Choice(trie.moves[best], probabilities, nodes=nodes)
@@ -718,10 +716,13 @@ class Policy:
     def _paper(
         self, board: chess.Board, text: str, trie: _Trie, temperature: float,
         rng: np.random.Generator,
-    ) -> Choice:
+    ) -> tuple[chess.Move | None, list[str], int]:
         """Up to PAPER_ATTEMPTS unconstrained samples of up to PAPER_MAX_CHARS characters from
         the prompt (for black without its trailing space: the model writes it), each cut at the
-        first ``;`` or whitespace after the move. Returns move None when none was legal."""
+        first ``;`` or whitespace after the move.
+
+        Returns the legal move written (None when no attempt gave one), the texts of the
+        attempts, and the tokens run."""
         n = len(text) - 1 if text.endswith(" ") else len(text)
         allowed = set(trie.moves)
         attempts: list[str] = []
@@ -732,11 +733,11 @@ class Policy:
             attempts.append(generated)
             move = _parse_generated(board, generated)
             if move is not None and move in allowed:
-                return Choice(move, {}, len(attempts) - 1, False, attempts, nodes)
+                return move, attempts, nodes
             if temperature == 0:  # greedy: every attempt would write the same text
                 attempts += [generated] * (PAPER_ATTEMPTS - len(attempts))
                 break
-        return Choice(None, {}, len(attempts), True, attempts, nodes)  # type: ignore[arg-type]
+        return None, attempts, nodes
 
     def _generate(self, n: int, temperature: float, rng: np.random.Generator) -> tuple[str, int]:
         """Characters sampled after the first ``n`` cached tokens, without changing the cache."""

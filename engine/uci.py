@@ -154,7 +154,6 @@ class Search(threading.Thread):
         self.cond = threading.Condition()
         self.stopped = False
         self.pondering = params.ponder
-        self.done = False
 
     def stop(self) -> None:
         with self.cond:
@@ -197,7 +196,6 @@ class Search(threading.Thread):
                 if remaining <= 0:
                     break
                 self.cond.wait(remaining)
-            self.done = True
         engine.out.send(f"bestmove {best}")
 
 
