@@ -182,11 +182,18 @@ def read_model_info(path: str | Path) -> ModelInfo:
             max_rating=int(float(meta["max_rating"])) if meta.get("max_rating") else None,
             metadata=meta,
         )
-        if "calibration" in meta:
-            points = json.loads(meta["calibration"])
-            info.calibration = sorted((float(p["temperature"]), float(p["elo"])) for p in points)
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"{path} has incomplete or bad metadata: {exc}") from None
+    # `transcend sweep` writes its curve next to the model; the metadata copy wins.
+    sidecar = path.with_name(path.stem + ".calibration.json")
+    text = meta.get("calibration") or (sidecar.read_text() if sidecar.is_file() else "")
+    if text:
+        try:
+            info.calibration = sorted(
+                (float(p["temperature"]), float(p["elo"])) for p in json.loads(text)
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelError(f"bad Elo calibration for {path}: {exc}") from None
     return info
 
 

@@ -294,6 +294,12 @@ def test_calibration_is_read(tiny_onnx: Path, tmp_path: Path) -> None:
     path = tmp_path / "calibrated.onnx"
     path.write_bytes(proto.SerializeToString())
     assert read_model_info(path).calibration == [(0.01, 1400.0), (1.0, 900.0)]
+    # `transcend sweep` also writes the curve next to the model.
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(tiny_onnx.read_bytes())
+    assert read_model_info(plain).calibration == []
+    (tmp_path / "plain.calibration.json").write_text('[{"temperature": 0.5, "elo": 1100.5}]')
+    assert read_model_info(plain).calibration == [(0.5, 1100.5)]
 
 
 def test_cuda_request_falls_back_quietly(tiny_onnx: Path, capfd) -> None:
