@@ -432,6 +432,7 @@ class Engine:
         key = name.lower()
         if key == "modelfile":
             s.model = "" if value in ("", "<empty>") else value
+            s.elo = 0  # the new model's calibration gives the default
             self._read_info()
             self.start_loading()
         elif key == "temperature":

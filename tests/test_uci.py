@@ -367,6 +367,10 @@ def test_python_chess_plays_and_analyses(tiny_onnx: Path) -> None:
             board.push(result.move)
             if board.is_game_over():
                 break
+        # Tournaments count the paper protocol's illegal samples from the last info string.
+        engine.configure({"SamplingMode": "paper", "Temperature": "1"})
+        result = engine.play(board, chess.engine.Limit(nodes=1), info=chess.engine.INFO_BASIC)
+        assert re.match(r"illegal attempts 5 fallback token", result.info["string"])
         engine.configure({"SamplingMode": "move", "Temperature": "0.2"})
         infos = engine.analyse(board, chess.engine.Limit(depth=1), multipv=3)
         assert [info["multipv"] for info in infos] == [1, 2, 3]
