@@ -199,10 +199,11 @@ def read_model_info(path: str | Path) -> ModelInfo:
 
 def _cuda_driver_note() -> str:
     """Empty when an NVIDIA driver is present, else why CUDA cannot run."""
+    library = "nvcuda.dll" if os.name == "nt" else "libcuda.so.1"
     try:
-        ctypes.CDLL("libcuda.so.1")
+        ctypes.CDLL(library)
     except OSError:
-        return "no NVIDIA driver found (libcuda.so.1)"
+        return f"no NVIDIA driver found ({library})"
     return ""
 
 
