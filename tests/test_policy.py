@@ -344,3 +344,30 @@ def test_legal_sans_agree_with_python_chess() -> None:
         moves = list(board.legal_moves)
         sans = policy_module.legal_sans(board, moves)
         assert sans == [board.san(m) for m in moves] and needed in sans
+
+
+def test_small_window_shifts_often_and_stays_exact(tmp_path: Path) -> None:
+    """A 96-character window: the start moves every few moves, the cache follows it."""
+    import torch
+    from transcend.training.export import export_onnx, metadata_for
+    from transcend.training.model import GPT, ModelConfig
+
+    torch.manual_seed(1)
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=96))
+    path = tmp_path / "short.onnx"
+    export_onnx(model, path, metadata_for(model, {}))
+    pol = Policy(path, device="cpu", threads=1)
+    rng = random.Random(9)
+    board = chess.Board("rnbqkbnr/pppppppp/8/8/8/8/PPPPPPPP/RNBQKBNR b KQkq - 0 7")
+    starts = set()
+    for ply in range(120):
+        text = pol.prompt_text(board)
+        assert len(text) <= 96 - policy_module.WINDOW_MARGIN
+        starts.add(text.split(".", 1)[0])
+        dist = pol.move_distribution(board, 0.7)
+        if ply % 30 == 29:
+            assert_matches(dist, reference(pol, board, 0.7, "token"))
+        board.push(rng.choice(_moves_that_keep_going(board, list(dist))))
+    assert len(starts) > 5
+    fresh = Policy(path, device="cpu", threads=1)
+    assert_matches(fresh.move_distribution(board, 0.7), pol.move_distribution(board, 0.7))
