@@ -25,6 +25,7 @@ from pathlib import Path
 
 import chess
 import chess.engine
+
 from transcend.evaluation.advantage import (
     DEFAULT_NODES,
     PAPER_TEMPERATURES,
@@ -52,6 +53,7 @@ def make_model(folder: Path, config: str) -> Path:
     if default_model_path().is_file():
         return default_model_path()
     import torch
+
     from transcend.training.export import export_onnx, metadata_for
     from transcend.training.model import CONFIGS, GPT
 

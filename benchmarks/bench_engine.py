@@ -24,6 +24,7 @@ from pathlib import Path
 
 import chess
 import numpy as np
+
 from transcend.engine.policy import PAPER_MAX_CHARS, Policy, default_model_path
 from transcend.engine.transcript import encode
 
@@ -34,6 +35,7 @@ SAMPLES_PER_GAME = 3  # consecutive own moves timed from each move number
 def fresh_model(config: str, out: Path) -> Path:
     """A freshly initialised model exported to ONNX (latency does not depend on training)."""
     import torch
+
     from transcend.training.export import export_onnx, metadata_for
     from transcend.training.model import CONFIGS, GPT
 

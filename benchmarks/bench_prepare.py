@@ -28,6 +28,7 @@ from pathlib import Path
 
 import chess
 import chess.pgn
+
 from transcend.engine.transcript import board_transcript
 from transcend.training.prepare import Filters, prepare
 

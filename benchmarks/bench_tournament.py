@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import chess
+
 from transcend.evaluation.players import Player, parse_spec
 from transcend.evaluation.tournament import Settings, game_result, run_tournament
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from transcend.training.model import CONFIGS, GPT
 from transcend.training.train import TrainConfig, pick_device, pick_dtype, train
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import chess
 import numpy as np
+
 from transcend.engine.transcript import (
     MOVE_TERMINATORS,
     STOI,

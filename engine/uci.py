@@ -23,6 +23,7 @@ from typing import TextIO
 
 import chess
 import numpy as np
+
 from transcend.engine.policy import (
     DEVICES,
     MODES,

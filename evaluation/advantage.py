@@ -42,6 +42,7 @@ import chess
 import chess.pgn
 import click
 import numpy as np
+
 from transcend.engine.files import write_atomic
 from transcend.evaluation.players import EngineCrashed, UciClient, find_stockfish
 from transcend.evaluation.sweep import parse_temperatures

@@ -23,6 +23,7 @@ from pathlib import Path
 import chess
 import chess.engine
 import chess.pgn
+
 from transcend.engine.files import write_atomic
 from transcend.evaluation.players import find_stockfish
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+
 from transcend.engine.files import write_atomic
 from transcend.engine.policy import read_model_info
 from transcend.evaluation.players import PlayerSpec, parse_spec

@@ -31,6 +31,7 @@ import chess
 import chess.engine
 import chess.pgn
 import click
+
 from transcend.engine.files import write_atomic
 from transcend.evaluation.openings import Opening, bundled_openings, load_openings
 from transcend.evaluation.players import PlayerSpec, parse_spec

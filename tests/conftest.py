@@ -13,6 +13,7 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained `tiny` model exported to ONNX (random weights, seed 0): enough for protocol
     and plumbing tests, which must not depend on playing strength."""
     import torch
+
     from transcend.training.export import export_onnx, metadata_for
     from transcend.training.model import CONFIGS, GPT
 
@@ -43,6 +44,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import random
 
     import chess
+
     from transcend.engine.transcript import encode, game_transcript
 
     rng = random.Random(7)

@@ -16,6 +16,7 @@ import chess
 import chess.pgn
 import numpy as np
 import pytest
+
 from transcend.engine.transcript import prompt, sans_of_moves
 from transcend.evaluation.advantage import (
     CSV_COLUMNS,

@@ -9,6 +9,7 @@ import chess
 import chess.pgn
 import numpy as np
 import pytest
+
 from transcend.engine.transcript import board_transcript, decode
 from transcend.training.cli import main
 from transcend.training.experts import complete_games

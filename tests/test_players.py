@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from transcend.evaluation.players import SpecError, parse_spec
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import chess
 import numpy as np
 import pytest
+
 from transcend.engine import policy as policy_module
 from transcend.engine.policy import (
     ModelError,
@@ -349,6 +350,7 @@ def test_legal_sans_agree_with_python_chess() -> None:
 def test_small_window_shifts_often_and_stays_exact(tmp_path: Path) -> None:
     """A 96-character window: the start moves every few moves, the cache follows it."""
     import torch
+
     from transcend.training.export import export_onnx, metadata_for
     from transcend.training.model import GPT, ModelConfig
 

@@ -17,8 +17,9 @@ import chess
 import chess.pgn
 import numpy as np
 import pytest
-import transcend.training.prepare as prep
 import zstandard
+
+import transcend.training.prepare as prep
 from transcend.engine.transcript import VOCAB, board_transcript, decode
 from transcend.training.cli import main
 from transcend.training.prepare import Filters, base_time, last_game_start, prepare

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from transcend.evaluation.ratings import (
     Outcome,
     bradley_terry,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import chess.pgn
 import pytest
+
 from transcend.engine.policy import read_model_info
 from transcend.evaluation.sweep import (
     calibration_path,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import chess.pgn
 import pytest
+
 from transcend.evaluation.openings import bundled_openings, load_openings
 from transcend.evaluation.tournament import (
     Settings,

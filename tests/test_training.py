@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+
 from transcend.engine.transcript import VOCAB
 from transcend.training.export import CheckpointError, load_checkpoint
 from transcend.training.model import CONFIGS, GPT, ModelConfig

@@ -7,6 +7,7 @@ import random
 import chess
 import numpy as np
 import pytest
+
 from transcend.engine.transcript import (
     GAME_START,
     MOVE_TERMINATORS,

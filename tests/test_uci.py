@@ -17,6 +17,7 @@ from pathlib import Path
 import chess
 import chess.engine
 import pytest
+
 from transcend.engine.policy import default_model_path
 from transcend.engine.uci import material_cp, temperature_for_elo
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from transcend.engine.files import write_atomic
 from transcend.training.experts import DEFAULT_EXPERTS, complete_games, generate
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import chess
 import chess.pgn
+
 from transcend.evaluation.players import EngineCrashed, Player, PlayerSpec, parse_spec
 
 DEFAULT_EXPERTS = (

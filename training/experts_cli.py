@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import click
+
 from transcend.evaluation.players import SpecError, parse_spec
 from transcend.training.experts import DEFAULT_EXPERTS, complete_games, generate
 

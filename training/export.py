@@ -8,12 +8,14 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 import torch
+
 from transcend.engine.files import write_atomic
 from transcend.engine.transcript import VOCAB, VOCAB_SIZE
 from transcend.training.model import GPT, ModelConfig
@@ -120,7 +122,10 @@ def export_onnx(model: GPT, out: Path, metadata: dict[str, str], fp16: bool = Fa
     }
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
-        with torch.no_grad():
+        # The TorchScript-based exporter: it takes plain dynamic axes and gives a graph that
+        # every onnxruntime provider runs; its deprecation notice is not for our users.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 graph, example, str(raw), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                 dynamic_axes=dynamic, opset_version=17, dynamo=False,

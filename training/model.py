@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
 from transcend.engine.transcript import VOCAB_SIZE
 
 
@@ -59,6 +60,7 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
+        self.scale = 1.0 / math.sqrt(config.n_embd // config.n_head)
 
     def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, t, c = x.shape
@@ -87,7 +89,7 @@ class CausalSelfAttention(nn.Module):
         v = torch.cat([past_v, v], dim=2)
         # Written out rather than with scaled_dot_product_attention so the exported graph has
         # plain ops that every onnxruntime provider runs.
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1))) + mask
+        att = (q @ k.transpose(-2, -1)) * self.scale + mask
         y = torch.softmax(att, dim=-1) @ v
         return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c)), k, v
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import click
+
 from transcend.engine.files import write_atomic
 
 

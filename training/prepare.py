@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 import chess
 import click
 import numpy as np
+
 from transcend.engine.files import write_atomic
 from transcend.engine.transcript import GAME_START, VOCAB, encode, movetext
 

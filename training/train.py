@@ -23,6 +23,7 @@ import click
 import numpy as np
 import torch
 import torch.distributed as dist
+
 from transcend.engine.files import write_atomic
 from transcend.engine.transcript import GAME_START, STOI, decode, encode
 from transcend.training.model import CONFIGS, GPT, ModelConfig
@@ -164,6 +165,7 @@ def greedy_legal_rate(model: GPT, val: TokenWindows, positions: int, device: tor
                       seed: int) -> float:
     """Share of validation positions where the model's unconstrained greedy next move is legal."""
     import chess
+
     from transcend.engine.transcript import prompt
 
     rng = np.random.default_rng(seed)
