@@ -404,7 +404,11 @@ class Engine:
         return math.floor(min(elos)), math.ceil(max(elos))
 
     def cmd_isready(self, args: list[str]) -> None:
-        self.wait_for_model()
+        # What the model loaded onto is said with the first `go`: python-chess and some GUIs
+        # take any line before readyok for noise. A failed load is said at once.
+        self._loaded.wait()
+        if self.load_error:
+            self.flush_messages()
         self.out.send("readyok")
 
     def cmd_debug(self, args: list[str]) -> None:

@@ -24,7 +24,9 @@ import random
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import chess
 import chess.engine
@@ -119,6 +121,18 @@ def _number(key: str, value: str, kind: type) -> int | float:
         raise SpecError(f"{key}={value!r} is not a number") from None
 
 
+def resolve_command(argv: list[str]) -> list[str]:
+    """``argv`` with its program found on PATH or, failing that, beside the running Python.
+
+    So ``transcend-uci`` works as an engine command from an unactivated virtual environment.
+    """
+    if argv and os.sep not in argv[0] and shutil.which(argv[0]) is None:
+        sibling = Path(sys.executable).parent / argv[0]
+        if sibling.exists():
+            return [str(sibling), *argv[1:]]
+    return argv
+
+
 def parse_spec(text: str) -> PlayerSpec:
     """Parse a player spec (see the module docstring); raises SpecError with a one-line reason."""
     text = text.strip()
@@ -129,7 +143,8 @@ def parse_spec(text: str) -> PlayerSpec:
     if kind in ("stockfish",):
         kind = "sf"
     if kind not in ("sf", "random", "uci"):
-        bare = PlayerSpec(kind="uci", name="", command=shlex.split(text), text=text)
+        bare = PlayerSpec(kind="uci", name="", command=resolve_command(shlex.split(text)),
+                          text=text)
         bare.name = default_name(bare)
         return bare
     pairs: dict[str, str] = {}
@@ -162,7 +177,7 @@ def parse_spec(text: str) -> PlayerSpec:
         elif key.lower().startswith("option.") and kind != "random" and key[7:]:
             spec.options[key[7:]] = _option_value(value)
         elif key == "cmd" and kind == "uci":
-            spec.command = shlex.split(value)
+            spec.command = resolve_command(shlex.split(value))
         elif kind == "sf" and key == "skill":
             skill = int(_number(key, value, int))
             if not 0 <= skill <= 20:

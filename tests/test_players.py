@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from transcend.evaluation.players import SpecError, parse_spec
@@ -21,7 +23,8 @@ def test_uci_options_keep_their_case_and_give_the_temperature() -> None:
     spec = parse_spec("uci:name=m,option.Temperature=0.5,option.SamplingMode=paper,"
                       "cmd=transcend-uci --model a,b.onnx")
     assert spec.options == {"Temperature": "0.5", "SamplingMode": "paper"}
-    assert spec.command == ["transcend-uci", "--model", "a,b.onnx"]
+    assert Path(spec.command[0]).name == "transcend-uci"
+    assert spec.command[1:] == ["--model", "a,b.onnx"]
     assert spec.temperature == 0.5 and spec.name == "m" and not spec.has_limit()
 
 
@@ -43,3 +46,17 @@ def test_random_player_and_bad_specs() -> None:
                          ("sf:skill=21", "skill"), ("sf:eps=2", "eps"), ("", "empty")):
         with pytest.raises(SpecError, match=message):
             parse_spec(bad)
+
+
+def test_engine_commands_are_found_beside_the_running_python() -> None:
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from transcend.evaluation.players import parse_spec
+
+    spec = parse_spec("transcend-uci --temp 0.5")
+    assert Path(spec.command[0]).name == "transcend-uci"
+    if shutil.which("transcend-uci") is None:  # an unactivated virtual environment
+        assert spec.command[0] == str(Path(sys.executable).parent / "transcend-uci")
+    assert spec.command[1:] == ["--temp", "0.5"]

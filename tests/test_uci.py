@@ -121,7 +121,9 @@ def test_handshake_options_and_ready(raw: Raw) -> None:
     assert set(OPTIONS) <= declared
     assert "UCI_Elo" not in declared  # this model has no calibration
     assert "option name Temperature type string default 1" in lines
-    info = raw.ready()
+    assert raw.ready() == ["readyok"]  # nothing else before readyok: python-chess warns on it
+    raw.send("position startpos", "go nodes 1")
+    info = raw.until("bestmove")
     assert any("CPUExecutionProvider" in line for line in info if line.startswith("info string"))
 
 
@@ -404,7 +406,9 @@ def test_seed_option_reseeds_and_device_options_reload(raw: Raw) -> None:
     raw.send("setoption name Seed value 9")
     assert three_moves() == first
     raw.send("setoption name Device value cpu", "setoption name Threads value 1")
-    lines = raw.ready()
+    raw.ready()
+    raw.send("go nodes 1")
+    lines = raw.until("bestmove")
     assert any(line.startswith("info string model") and "CPUExecutionProvider" in line
                for line in lines)
     raw.send("setoption name Device value gpu")
