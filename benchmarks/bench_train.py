@@ -33,13 +33,14 @@ def make_data(path: Path, tokens: int) -> None:
     (path / "manifest.json").write_text(json.dumps({"max_rating": 1000}))
 
 
-def bare_loop(config: str, batch: int, steps: int, block: int, dtype: torch.dtype) -> float:
+def bare_loop(config: str, batch: int, steps: int, block: int, dtype: torch.dtype,
+              device: torch.device) -> float:
     torch.manual_seed(0)
-    model = GPT(CONFIGS[config])
-    opt = model.configure_optimizer(3e-4, 0.1, (0.9, 0.95), "cpu")
-    x = torch.randint(0, 32, (batch, block))
-    y = torch.randint(0, 32, (batch, block))
-    autocast = torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32)
+    model = GPT(CONFIGS[config]).to(device)
+    opt = model.configure_optimizer(3e-4, 0.1, (0.9, 0.95), device.type)
+    x = torch.randint(0, 32, (batch, block), device=device)
+    y = torch.randint(0, 32, (batch, block), device=device)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     for i in range(steps + 1):
         if i == 1:  # the first step warms up allocators and kernels
             start = time.perf_counter()
@@ -50,6 +51,8 @@ def bare_loop(config: str, batch: int, steps: int, block: int, dtype: torch.dtyp
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return steps * batch * block / (time.perf_counter() - start)
 
 
@@ -72,6 +75,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--quick", action="store_true", help="tiny config, 3 steps")
+    parser.add_argument("--peak-tflops", type=float, default=989.0,
+                        help="the GPU's dense bf16 peak, for MFU (H100 SXM: 989)")
     args = parser.parse_args()
     if args.quick:
         args.config, args.steps, args.batch_size = "tiny", 3, 4
@@ -81,13 +86,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         make_data(data, 2_000_000)
-        bare = bare_loop(args.config, args.batch_size, args.steps, block, dtype)
+        bare = bare_loop(args.config, args.batch_size, args.steps, block, dtype, device)
         real = trainer(args.config, args.batch_size, args.steps, data, Path(tmp) / "run")
     print(f"config {args.config}, batch {args.batch_size} x {block}, {args.steps} steps, "
           f"{torch.get_num_threads()} threads, {dtype} on {device}")
     print(f"| loop | tokens/s |\n|---|---|\n| bare loop | {bare:,.0f} |\n"
           f"| transcend train | {real:,.0f} |")
     print(f"ratio transcend train / bare loop: {real / bare:.2f} (goal >= 0.9)")
+    if device.type == "cuda":
+        flops = GPT(CONFIGS[args.config]).flops_per_token()
+        print(f"GPU {torch.cuda.get_device_name()}: model FLOPs utilisation "
+              f"{real * flops / (args.peak_tflops * 1e12):.1%} of {args.peak_tflops:g} TFLOP/s")
 
 
 if __name__ == "__main__":
