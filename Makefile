@@ -9,12 +9,13 @@ STOCKFISH_BIN := $(shell command -v stockfish 2>/dev/null || ls /usr/games/stock
 MODEL ?= models/default.onnx
 OUT ?= out
 
-.PHONY: help install stockfish test lint run bench experiment-tiny experiment-cpu clean
+.PHONY: help install stockfish test lint run bench evaluate experiment-tiny experiment-cpu clean
 
 help:
 	@echo "make run    play the bundled model against Stockfish levels and print a rating list"
 	@echo "make test   set everything up and run the test suite"
 	@echo "make bench  run the speed benchmarks (figures in README.md)"
+	@echo "make evaluate   the model card's figures for MODEL (default: the bundled model)"
 	@echo "make experiment-tiny / experiment-cpu   the whole study in one command"
 
 $(STAMP): pyproject.toml
@@ -54,6 +55,20 @@ bench: $(STAMP) stockfish
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_advantage.py
+
+# The figures of the model card (models/README.md): held-out expert games, the per-move
+# advantage analysis, and a temperature sweep against the experts, Stockfish and a random mover.
+EXPERT_OPPONENTS := --opponent sf:skill=0,nodes=100,eps=0.4 --opponent sf:skill=1,nodes=100,eps=0.4 \
+  --opponent sf:skill=2,nodes=100,eps=0.4 --opponent sf:skill=3,nodes=100,eps=0.4
+SWEEP_TEMPS ?= 0.01,0.1,0.3,1
+SWEEP_GAMES ?= 4
+evaluate: $(STAMP) stockfish
+	$(BIN)/transcend data experts --out $(OUT)/heldout.pgn --games 400 --seed 2 --quiet
+	$(BIN)/transcend advantage --model $(MODEL) --pgn $(OUT)/heldout.pgn --positions 500 \
+	  --temps 0,0.01,0.1,0.3,0.5,1 --out $(OUT)/advantage --quiet
+	$(BIN)/transcend sweep --model $(MODEL) --temps $(SWEEP_TEMPS) $(EXPERT_OPPONENTS) \
+	  --opponent random --opponent sf:skill=0,nodes=100 --opponent sf:skill=3,nodes=100 \
+	  --anchor random=0 --games $(SWEEP_GAMES) --concurrency 2 --out $(OUT)/sweep --quiet
 
 experiment-tiny: $(STAMP) stockfish
 	$(BIN)/transcend experiment --preset tiny --out $(OUT)/experiment-tiny
