@@ -69,6 +69,15 @@ class SweepResult:
     plot: Path | None = None
     calibration: Path | None = None
     notes: list[str] = field(default_factory=list)
+    # The strongest of the opponents marked as the model's training experts, when any are.
+    best_expert: Rating | None = None
+
+    def transcends(self) -> bool | None:
+        """Whether the best temperature's whole 95% interval lies above the best expert's rating
+        (None when no experts were marked)."""
+        if self.best_expert is None:
+            return None
+        return max(self.rows, key=lambda r: r.elo).lo95 > self.best_expert.elo
 
 
 def calibration_path(model: Path) -> Path:
@@ -138,8 +147,16 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
               *, engine_cmd: str | None = None, anchors: dict[str, float] | None = None,
               tc: str | None = None, openings: Path | None = None, seed: int = 0,
               margin: float = 1.0, move_timeout: float = 60.0, progress: bool = False,
-              calibrate: bool = True, write_metadata: bool = False) -> SweepResult:
-    """Play every temperature against every opponent and write the sweep's files to ``out``."""
+              calibrate: bool = True, write_metadata: bool = False,
+              experts: Sequence[str] = ()) -> SweepResult:
+    """Play every temperature against every opponent and write the sweep's files to ``out``.
+
+    ``experts`` are opponent specs (played like the others) marked as the players whose games
+    trained the model: the summary and plot then compare the model with the strongest of them,
+    rated in the same list, which is the paper's claim.
+    """
+    named = {parse_spec(o).name for o in opponents}
+    opponents = [*opponents, *(e for e in experts if parse_spec(e).name not in named)]
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     if not opponents:
@@ -190,9 +207,13 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
             row.glicko, row.glicko_lo95, row.glicko_hi95 = glicko.elo, glicko.lo95, glicko.hi95
         rows.append(row)
     result = SweepResult(rows, ratings, anchors, info.max_rating, out, pgn, notes=notes)
+    expert_names = {parse_spec(e).name for e in experts}
+    if expert_names:
+        result.best_expert = max((by_name[n] for n in expert_names if n in by_name),
+                                 key=lambda r: r.elo)
     _write_csv(out / "ratings.csv", rows)
     result.plot = _plot(out / "rating_vs_temperature.png", rows, info.max_rating, model.name,
-                        notes)
+                        notes, result.best_expert)
     if calibrate and anchors:
         result.calibration = calibration_path(model)
         points = [{"temperature": r.temperature, "elo": round(r.elo, 1)} for r in rows]
@@ -221,7 +242,7 @@ def _write_csv(path: Path, rows: list[SweepRow]) -> None:
 
 
 def _plot(path: Path, rows: list[SweepRow], max_rating: float | None, title: str,
-          notes: list[str]) -> Path | None:
+          notes: list[str], best_expert: Rating | None = None) -> Path | None:
     try:
         import matplotlib
 
@@ -238,7 +259,10 @@ def _plot(path: Path, rows: list[SweepRow], max_rating: float | None, title: str
     if any(r.glicko is not None for r in rows):
         ax.plot(temps, [r.glicko for r in rows], "s--", alpha=0.6,
                 label="sequential Glicko-2 (paper's method)")
-    if max_rating is not None:
+    if best_expert is not None:  # measured in the same list: the comparison that matters
+        ax.axhline(best_expert.elo, color="tab:red", linestyle="--",
+                   label=f"best expert, {best_expert.name} ({best_expert.elo:.0f})")
+    elif max_rating is not None:
         ax.axhline(max_rating, color="grey", linestyle=":",
                    label=f"highest rating in training data ({max_rating:g})")
     ax.set_xscale("log")
@@ -277,7 +301,15 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
         lines.append(f"| {r.temperature:g} | {r.elo:.0f} | {r.lo95:.0f} to {r.hi95:.0f} | "
                      f"{r.games} | {100 * r.score:.1f}% | {illegal} | {glicko} |")
     best = max(result.rows, key=lambda r: r.elo)
-    if result.max_rating is not None and result.anchors:
+    if result.best_expert is not None:
+        e = result.best_expert
+        verdict = ("transcends: the lower end of its 95% interval is above the best expert's "
+                   "rating" if result.transcends() else
+                   "does not transcend: its 95% interval reaches below the best expert's rating")
+        lines += ["", f"Best expert of the training data: `{e.name}` at {e.elo:.0f} "
+                      f"({e.lo95:.0f} to {e.hi95:.0f}). Best model: T = {best.temperature:g} at "
+                      f"{best.elo:.0f} ({best.lo95:.0f} to {best.hi95:.0f}): it {verdict}."]
+    elif result.max_rating is not None and result.anchors:
         verdict = ("above" if best.lo95 > result.max_rating else
                    "not clearly above")
         lines += ["", f"Best: T = {best.temperature:g} at {best.elo:.0f} "
@@ -302,7 +334,7 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
               required=True, help="The .onnx model.")
 @click.option("--temps", default=",".join(f"{t:g}" for t in PAPER_TEMPERATURES),
               show_default=True, help="Temperatures, comma-separated.")
-@click.option("--opponent", "opponents", multiple=True, required=True, metavar="SPEC",
+@click.option("--opponent", "opponents", multiple=True, metavar="SPEC",
               help="An opponent spec (repeatable), e.g. sf:skill=1,time=0.1")
 @click.option("--games", type=click.IntRange(min=1), default=10, show_default=True,
               help="Games per temperature and opponent (the paper: 100).")
@@ -324,6 +356,9 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--move-timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="Longest wait for one move of the model.")
+@click.option("--expert", "experts", multiple=True, metavar="SPEC",
+              help="An opponent that is one of the model's training experts (repeatable): the "
+                   "summary says whether the model rates above the best of them.")
 @click.option("--no-calibration", is_flag=True, help="Do not write the calibration file.")
 @click.option("--write-metadata", is_flag=True,
               help="Also store the calibration in the model file's metadata (needs onnx).")
@@ -331,13 +366,16 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
 def sweep_command(model: Path, temps: str, opponents: tuple[str, ...], games: int, out: Path,
                   mode: str, concurrency: int, max_moves: int, engine_cmd: str | None,
                   anchor_texts: tuple[str, ...], tc: str | None, openings: Path | None,
-                  seed: int, move_timeout: float, no_calibration: bool, write_metadata: bool,
-                  quiet: bool) -> None:
+                  seed: int, move_timeout: float, experts: tuple[str, ...],
+                  no_calibration: bool, write_metadata: bool, quiet: bool) -> None:
     """Rate a model at several temperatures against the same opponents (the paper's Figure 1)."""
     anchors = dict(parse_anchor(a) for a in anchor_texts)
+    if not opponents and not experts:
+        raise click.UsageError("give at least one --opponent or --expert")
     result = run_sweep(model, parse_temperatures(temps), list(opponents), games, out,
                        concurrency, max_moves, mode, engine_cmd=engine_cmd, anchors=anchors,
                        tc=tc, openings=openings, seed=seed, move_timeout=move_timeout,
                        progress=not quiet,
-                       calibrate=not no_calibration, write_metadata=write_metadata)
+                       calibrate=not no_calibration, write_metadata=write_metadata,
+                       experts=experts)
     click.echo((result.out / "summary.md").read_text())

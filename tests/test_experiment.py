@@ -26,7 +26,8 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path: Path, stockfish: str) -
     with open(out / "sweep" / "ratings.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert sorted(float(r["temperature"]) for r in rows) == [0.01, 1.0]
-    assert all(int(r["games"]) == 4 for r in rows)  # 2 opponents x 2 games
+    assert all(int(r["games"]) == 6 for r in rows)  # random and the 2 experts, 2 games each
+    assert "Best expert of the training data" in report
     with open(out / "advantage" / "advantage.csv") as fh:
         adv = list(csv.DictReader(fh))
     assert {float(r["temperature"]) for r in adv} == {0.01, 1.0}

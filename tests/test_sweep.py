@@ -139,3 +139,33 @@ def test_sweep_command_errors_are_one_line(tmp_path: Path, tiny_onnx: Path,
                   "--engine-cmd", f"{sys.executable} {FAKE}", *args])
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+
+
+def test_experts_are_rated_in_the_same_list_and_judged(tmp_path: Path, tiny_onnx: Path,
+                                                        stockfish: str) -> None:
+    model = tmp_path / "m.onnx"
+    shutil.copy(tiny_onnx, model)
+    out = tmp_path / "sweep"
+    # A random mover posing as the model cannot beat a Stockfish expert.
+    result = run_sweep(model, [0.5], ["random"], 2, out, max_moves=40, anchors={"random": 0},
+                       engine_cmd=f"{sys.executable} {FAKE}", experts=["sf:skill=0,nodes=50"])
+    assert result.best_expert is not None and result.best_expert.name == "sf-skill0-n50"
+    assert result.best_expert.games == 2  # the expert played the model like any opponent
+    assert result.transcends() is False
+    summary = (out / "summary.md").read_text()
+    assert "Best expert of the training data: `sf-skill0-n50`" in summary
+    assert "does not transcend" in summary
+
+
+def test_transcendence_verdict_needs_the_whole_interval_above_the_expert() -> None:
+    from transcend.evaluation.ratings import Rating
+    from transcend.evaluation.sweep import SweepResult, SweepRow
+
+    def result(lo: float) -> SweepResult:
+        rows = [SweepRow(0.01, "m-T0.01", 500.0, lo, 700.0, 200, 0.6),
+                SweepRow(1.0, "m-T1", 200.0, 100.0, 300.0, 200, 0.4)]
+        expert = Rating("expert", 400.0, 350.0, 450.0, 200, 100.0, 20)
+        return SweepResult(rows, [], {}, None, Path("."), Path("."), best_expert=expert)
+
+    assert result(lo=410.0).transcends() is True
+    assert result(lo=390.0).transcends() is False

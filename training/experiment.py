@@ -60,7 +60,7 @@ PRESETS: dict[str, Preset] = {
         experts=["sf:skill=0,nodes=20,eps=0.4,elo=1000", "sf:skill=1,nodes=20,eps=0.4,elo=1000"],
         games=60, max_plies=80, config="tiny", batch_size=4, lr=3e-3, min_lr=3e-4,
         warmup_steps=5, max_steps=40, eval_interval=20, legal_interval=40,
-        temps=[0.01, 1.0], opponents=["random", "sf:skill=0,nodes=20,eps=0.4"],
+        temps=[0.01, 1.0], opponents=["random"],
         anchors={"random": 0.0}, sweep_games=2, max_moves=20, advantage_positions=8,
         advantage_nodes=200, advantage_temps=[0.01, 1.0],
     ),
@@ -68,8 +68,7 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         games=100_000, max_elo=[1000], config="small", batch_size=16, lr=1e-3, min_lr=1e-4,
         warmup_steps=100, max_steps=6000, fp16=False,
-        opponents=[*(e.rsplit(",elo=", 1)[0] for e in DEFAULT_EXPERTS),
-                   "random", "sf:skill=0,nodes=100", "sf:skill=3,nodes=100"],
+        opponents=["random", "sf:skill=0,nodes=100", "sf:skill=3,nodes=100"],
         anchors={"random": 0.0}, sweep_games=30, advantage_positions=1000,
     ),
     # The paper: Lichess games capped at 1000/1300/1500, the 50M model, Stockfish levels 1/3/5
@@ -186,7 +185,7 @@ def stage_sweep(p: Preset, model: Path, out: Path, concurrency: int, seed: int) 
                     f"{p.sweep_games} games")
     return run_sweep(model, p.temps, p.opponents, p.sweep_games, out, concurrency=concurrency,
                      max_moves=p.max_moves, anchors=p.anchors or None, seed=seed,
-                     progress=sys.stderr.isatty())
+                     progress=sys.stderr.isatty(), experts=[] if p.pgn else p.experts)
 
 
 def stage_advantage(p: Preset, model: Path, pgns: list[str], out: Path, seed: int) -> Any:
