@@ -9,6 +9,7 @@ import chess
 import chess.pgn
 import numpy as np
 import pytest
+from cli_helpers import cli
 
 from transcend.engine.transcript import board_transcript, decode
 from transcend.training.cli import main
@@ -16,15 +17,6 @@ from transcend.training.experts import complete_games
 
 EXPERTS = ["sf:skill=0,nodes=20,eps=0.3,elo=900", "sf:skill=1,nodes=20,elo=1000"]
 NAMES = {"sf-skill0-n20-eps0.3": 900, "sf-skill1-n20": 1000}
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
 
 
 def experts(out: Path, games: int, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,10 +18,10 @@ import chess.pgn
 import numpy as np
 import pytest
 import zstandard
+from cli_helpers import cli
 
 import transcend.training.prepare as prep
 from transcend.engine.transcript import VOCAB, board_transcript, decode
-from transcend.training.cli import main
 from transcend.training.prepare import Filters, base_time, last_game_start, prepare
 
 # ---------------------------------------------------------------------------------------------
@@ -93,16 +93,6 @@ def run(tmp_path: Path, pgn: str | bytes, name: str = "in.pgn", **kwargs: Any) -
     out = tmp_path / "out"
     filters = kwargs.pop("filters", Filters(val_fraction=0.0))
     return prepare([str(src)], out, filters, **kwargs)
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """(exit code, stderr) of `transcend ...` run in this process."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
 
 
 LICHESS = """\ufeff[Event "Rated Blitz game"]
