@@ -68,7 +68,8 @@ evaluate: $(STAMP) stockfish
 	  --temps 0,0.01,0.1,0.3,0.5,1 --out $(OUT)/advantage --quiet
 	$(BIN)/transcend sweep --model $(MODEL) --temps $(SWEEP_TEMPS) $(EXPERTS) \
 	  --opponent random --opponent sf:skill=0,nodes=100 --opponent sf:skill=3,nodes=100 \
-	  --anchor random=0 --games $(SWEEP_GAMES) --concurrency 2 --out $(OUT)/sweep --quiet
+	  --anchor random=0 --games $(SWEEP_GAMES) --concurrency 2 --out $(OUT)/sweep --quiet \
+	  --no-calibration
 
 experiment-tiny: $(STAMP) stockfish
 	$(BIN)/transcend experiment --preset tiny --out $(OUT)/experiment-tiny
