@@ -57,6 +57,7 @@ def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
     a = torch.load(straight / "ckpt.pt", weights_only=True)
     b = torch.load(split / "ckpt.pt", weights_only=True)
     assert b["step"] == 6
+    assert b["data"]["max_rating"] == 1200  # the manifest survives a resume without --data
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
 

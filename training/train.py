@@ -238,9 +238,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     data = Path(cfg.data)
     ckpt_path = out / "ckpt.pt"
 
-    manifest: dict[str, Any] = {}
-    if (data / "manifest.json").exists():
-        manifest = json.loads((data / "manifest.json").read_text())
     state: dict[str, Any] | None = None
     if resume:
         if not ckpt_path.exists():
@@ -257,7 +254,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if not cfg.data:
             cfg.data = saved["data"]
             data = Path(cfg.data)
+    # The data's manifest travels with the checkpoint into the model file's metadata.
+    manifest: dict[str, Any] = {}
+    if (data / "manifest.json").exists():
+        manifest = json.loads((data / "manifest.json").read_text())
+        manifest.pop("vocab", None)
     model_cfg = ModelConfig(**state["model_args"]) if state else cfg.model_config()
+
     block = model_cfg.block_size
     train_windows = TokenWindows(data / "train.bin", block, cfg.mid_game_share)
     val_path = data / "val.bin"
@@ -338,8 +341,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "model": raw_model.state_dict(), "model_args": model_cfg.to_dict(),
             "optimizer": optimizer.state_dict(), "step": step, "tokens": tokens_seen,
             "elapsed": elapsed, "best_val_loss": best_val, "train_config": asdict(cfg),
-            "data": {**{k: v for k, v in manifest.items() if not isinstance(v, (list, dict))},
-                     "path": str(data)},
+            "data": {**manifest, "path": str(data)},
             "summary": summary(),
         }
         write_atomic(ckpt_path, _checkpoint_bytes(payload))
