@@ -48,7 +48,7 @@ run: $(STAMP) stockfish
 	$(BIN)/transcend tournament --engine "transcend-uci --temp 0.01" \
 	  --opponent "sf:skill=0,nodes=100" --opponent "sf:skill=1,nodes=100" --opponent random \
 	  --games 6 --max-moves 90 --concurrency 2 --pgn $(OUT)/run.pgn
-	$(BIN)/transcend ratings $(OUT)/run.pgn
+	$(BIN)/transcend ratings $(OUT)/run.pgn --anchor random=0
 
 bench: $(STAMP) stockfish
 	$(BIN)/python benchmarks/bench_prepare.py

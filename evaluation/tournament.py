@@ -569,6 +569,8 @@ def run_tournament(engines: Sequence[str | PlayerSpec], opponents: Sequence[str 
         write_atomic(pgn, "".join(kept))
     todo = [g for g in plan if g.index not in done]
     meter = Progress(len(plan), progress)
+    if pgn is not None:
+        pgn.parent.mkdir(parents=True, exist_ok=True)
     handle = open(pgn, "a", encoding="utf-8") if pgn is not None else None  # noqa: SIM115
 
     def on_game(record: GameResult, text: str) -> None:

@@ -262,3 +262,11 @@ def test_noisy_engine_plays_some_random_moves(tmp_path: Path) -> None:
         engine_moves = game.illegal_counts("half")[1]
         assert game.termination == "adjudication"
         assert 3 <= engine_moves <= 17  # about half of its 20 moves came from its engine
+
+
+def test_pgn_folder_is_created(tmp_path: Path) -> None:
+    from transcend.evaluation.tournament import run_tournament
+
+    pgn = tmp_path / "new" / "folder" / "games.pgn"
+    result = run_tournament(["random"], ["random"], 2, pgn=pgn)
+    assert len(result.games) == 2 and pgn.read_text().count("[Event ") == 2
