@@ -19,6 +19,7 @@ import chess
 import chess.pgn
 
 from transcend.evaluation.players import EngineCrashed, Player, PlayerSpec, parse_spec
+from transcend.evaluation.tournament import game_result
 
 DEFAULT_EXPERTS = (
     "sf:skill=0,nodes=100,eps=0.4,elo=1000",
@@ -42,13 +43,9 @@ class GameRecord:
 
 
 def game_over(board: chess.Board, max_plies: int) -> tuple[str, str] | None:
-    """(result, termination) once the game has ended, else None. Draws are claimed at once."""
-    if not any(board.generate_legal_moves()):
-        if board.is_check():
-            return ("0-1" if board.turn == chess.WHITE else "1-0"), "Normal"
-        return "1/2-1/2", "Normal"
-    if board.is_insufficient_material() or board.halfmove_clock >= 100 or board.is_repetition(3):
-        return "1/2-1/2", "Normal"
+    """(result, PGN termination) once the game has ended, else None; draws end it at once."""
+    if (ended := game_result(board)) is not None:
+        return ended[0], "Normal"
     if board.ply() >= max_plies:
         return "1/2-1/2", "Adjudication"
     return None
