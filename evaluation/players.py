@@ -86,6 +86,13 @@ class PlayerSpec:
             return chess.engine.Limit(time=0.1)
         return chess.engine.Limit(nodes=self.nodes, time=self.time, depth=self.depth)
 
+    def noise_move(self, board: chess.Board, rng: random.Random) -> chess.Move | None:
+        """A uniformly random legal move when this player moves at random this turn, else None:
+        always for ``random``, with probability ``eps`` for a noisy engine."""
+        if self.kind == "random" or (self.eps and rng.random() < self.eps):
+            return rng.choice(list(board.legal_moves))
+        return None
+
     def go_arguments(self) -> str:
         """The same budget as the arguments of a UCI ``go`` command."""
         limit = self.limit()
@@ -310,11 +317,12 @@ class Player:
             self.client.new_game()
 
     def choose(self, board: chess.Board) -> chess.Move:
-        legal = list(board.legal_moves)
-        if self.client is None or (self.spec.eps and self.rng.random() < self.spec.eps):
-            return self.rng.choice(legal)
+        if self.client is None:  # a random mover, or eps = 1
+            return self.rng.choice(list(board.legal_moves))
+        if (noise := self.spec.noise_move(board, self.rng)) is not None:
+            return noise
         move = self.client.bestmove(board, self.spec.go_arguments())
-        if move not in legal:
+        if not board.is_legal(move):
             raise EngineCrashed(f"{self.name} played an illegal move: {move.uci()}")
         return move
 

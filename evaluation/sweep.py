@@ -155,8 +155,10 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
     trained the model: the summary and plot then compare the model with the strongest of them,
     rated in the same list, which is the paper's claim.
     """
+    expert_names = [parse_spec(e).name for e in experts]
     named = {parse_spec(o).name for o in opponents}
-    opponents = [*opponents, *(e for e in experts if parse_spec(e).name not in named)]
+    opponents = [*opponents, *(e for e, name in zip(experts, expert_names, strict=True)
+                               if name not in named)]
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
     if not opponents:
@@ -207,7 +209,6 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
             row.glicko, row.glicko_lo95, row.glicko_hi95 = glicko.elo, glicko.lo95, glicko.hi95
         rows.append(row)
     result = SweepResult(rows, ratings, anchors, info.max_rating, out, pgn, notes=notes)
-    expert_names = {parse_spec(e).name for e in experts}
     if expert_names:
         result.best_expert = max((by_name[n] for n in expert_names if n in by_name),
                                  key=lambda r: r.elo)

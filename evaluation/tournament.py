@@ -326,8 +326,8 @@ async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int,
             break
         colour = board.turn
         spec = players[side_index[colour]]
-        if spec.kind == "random" or (spec.eps and rng.random() < spec.eps):
-            board.push(rng.choice(list(board.legal_moves)))
+        if (noise := spec.noise_move(board, rng)) is not None:
+            board.push(noise)
             continue
         slot = slots[side_index[colour]]
         if spec.has_limit() or settings.tc is None:
