@@ -116,3 +116,44 @@ def test_prepared_transcripts_equal_replayed_games(
     stream = decode(np.memmap(out / "train.bin", dtype=np.uint8, mode="r"))
     expected = "".join(board_transcript(g.end().board()) for g in read_games(experts_pgn))
     assert stream == expected
+
+
+def movetexts(path: Path) -> list[str]:
+    return [str(game.mainline_moves()) for game in read_games(path)]
+
+
+def test_same_seed_same_games_in_parallel_too(tmp_path: Path) -> None:
+    from transcend.training.experts import generate
+
+    specs = ["random", "uci:name=noisy,eps=1,cmd=unused"]  # fully seeded players: no engine
+    one, two = tmp_path / "one.pgn", tmp_path / "two.pgn"
+    list(generate(one, specs, 6, concurrency=1, seed=5, max_plies=30, progress=False))
+    list(generate(two, specs, 6, concurrency=2, seed=5, max_plies=30, progress=False))
+    assert movetexts(one) == movetexts(two) and len(movetexts(one)) == 6
+    rounds = [game.headers["Round"] for game in read_games(two)]
+    assert rounds == [str(i) for i in range(1, 7)]  # written in order despite two workers
+    other = tmp_path / "other.pgn"
+    list(generate(other, specs, 6, concurrency=1, seed=6, max_plies=30, progress=False))
+    assert movetexts(other) != movetexts(one)
+
+
+def test_a_crashed_engine_is_restarted_and_the_run_goes_on(tmp_path: Path) -> None:
+    import sys
+
+    from transcend.training.experts import generate
+
+    marker = tmp_path / "crashed-once"
+    fake = Path(__file__).with_name("fake_uci.py")
+    # The first process crashes at its 3rd move; every later one plays on.
+    script = tmp_path / "flaky.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e "{marker}" ]; then touch "{marker}"; '
+        f'exec "{sys.executable}" "{fake}" --mode crash --after 3; fi\n'
+        f'exec "{sys.executable}" "{fake}"\n')
+    script.chmod(0o755)
+    out = tmp_path / "games.pgn"
+    records = list(generate(out, [f"uci:name=flaky,cmd={script}"], 3, max_plies=20,
+                            progress=False))
+    assert marker.exists() and len(records) == 3
+    assert complete_games(out)[0] == 3

@@ -244,3 +244,29 @@ def test_short_validation_file_gets_shorter_windows(tmp_path: Path) -> None:
     x, y = windows.batch(np.random.default_rng(0), 3)
     assert x.shape == (3, windows.block) and windows.block < 1023
     assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
+    from transcend.training.train import TrainConfig, learning_rate
+
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10)
+    assert learning_rate(cfg, 0, 100) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 9, 100) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 55, 100) == pytest.approx(5.5e-4)  # half way down the cosine
+    assert learning_rate(cfg, 100, 100) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 500, 100) == pytest.approx(1e-4)
+    rates = [learning_rate(cfg, s, 100) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
+
+
+def test_max_tokens_and_max_time_stop_the_run(tiny_data: Path, tmp_path: Path) -> None:
+    by_tokens = tmp_path / "tokens"
+    # 4 windows of 64 tokens a step: 1,000 tokens take 4 steps.
+    transcend("train", "--data", str(tiny_data), "--out", str(by_tokens), *FAST,
+              "--max-tokens", "1000", "--legal-interval", "0")
+    assert torch.load(by_tokens / "ckpt.pt", weights_only=True)["step"] == 4
+    by_time = tmp_path / "time"
+    transcend("train", "--data", str(tiny_data), "--out", str(by_time), *FAST,
+              "--max-time", "2", "--legal-interval", "0")
+    ckpt = torch.load(by_time / "ckpt.pt", weights_only=True)
+    assert ckpt["step"] > 0 and ckpt["elapsed"] >= 2
