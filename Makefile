@@ -57,18 +57,24 @@ bench: $(STAMP) stockfish
 	$(BIN)/python benchmarks/bench_advantage.py
 
 # The figures of the model card (models/README.md): held-out expert games, the per-move
-# advantage analysis, and a temperature sweep against the experts, Stockfish and a random mover.
+# advantage analysis, and one rating list of the model at three temperatures, its four training
+# experts, Stockfish levels 0-3 at 100 nodes and a random mover. Every entry gets at least 200
+# games: 23 per temperature and opponent, and 17 a pair among the opponents.
 EXPERTS := --expert sf:skill=0,nodes=100,eps=0.4 --expert sf:skill=1,nodes=100,eps=0.4 \
   --expert sf:skill=2,nodes=100,eps=0.4 --expert sf:skill=3,nodes=100,eps=0.4
-SWEEP_TEMPS ?= 0.01,0.1,0.3,1
-SWEEP_GAMES ?= 4
+LEVELS := --opponent sf:skill=0,nodes=100 --opponent sf:skill=1,nodes=100 \
+  --opponent sf:skill=2,nodes=100 --opponent sf:skill=3,nodes=100
+SWEEP_TEMPS ?= 0.01,0.1,1
+SWEEP_GAMES ?= 23
+OPPONENT_GAMES ?= 17
+
 evaluate: $(STAMP) stockfish
 	$(BIN)/transcend data experts --out $(OUT)/heldout.pgn --games 400 --seed 2 --quiet
 	$(BIN)/transcend advantage --model $(MODEL) --pgn $(OUT)/heldout.pgn --positions 500 \
 	  --temps 0,0.01,0.1,0.3,0.5,1 --out $(OUT)/advantage --quiet
-	$(BIN)/transcend sweep --model $(MODEL) --temps $(SWEEP_TEMPS) $(EXPERTS) \
-	  --opponent random --opponent sf:skill=0,nodes=100 --opponent sf:skill=3,nodes=100 \
-	  --anchor random=0 --games $(SWEEP_GAMES) --concurrency 2 --out $(OUT)/sweep --quiet \
+	$(BIN)/transcend sweep --model $(MODEL) --temps $(SWEEP_TEMPS) $(EXPERTS) $(LEVELS) \
+	  --opponent random --anchor random=0 --games $(SWEEP_GAMES) \
+	  --opponent-games $(OPPONENT_GAMES) --concurrency 2 --out $(OUT)/sweep --quiet \
 	  --no-calibration
 
 experiment-tiny: $(STAMP) stockfish

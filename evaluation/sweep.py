@@ -2,7 +2,8 @@
 
 Every temperature plays the same opponents in one gauntlet; all games go into one PGN and one
 maximum-likelihood rating list, so the temperatures are rated on the same scale. Outputs in
-``--out``: ``games.pgn`` (resumable), ``ratings.csv``, ``summary.md`` and
+``--out``: ``games.pgn`` (resumable; ``opponents.pgn`` too when the opponents also play each
+other), ``ratings.csv``, ``summary.md`` and
 ``rating_vs_temperature.png``; the measured curve goes next to the model as
 ``<model stem>.calibration.json`` for the engine's ``UCI_LimitStrength`` / ``UCI_Elo``.
 """
@@ -148,12 +149,14 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
               tc: str | None = None, openings: Path | None = None, seed: int = 0,
               margin: float = 1.0, move_timeout: float = 60.0, progress: bool = False,
               calibrate: bool = True, write_metadata: bool = False,
-              experts: Sequence[str] = ()) -> SweepResult:
+              experts: Sequence[str] = (), opponent_games: int = 0) -> SweepResult:
     """Play every temperature against every opponent and write the sweep's files to ``out``.
 
     ``experts`` are opponent specs (played like the others) marked as the players whose games
     trained the model: the summary and plot then compare the model with the strongest of them,
-    rated in the same list, which is the paper's claim.
+    rated in the same list, which is the paper's claim. With ``opponent_games``, the opponents
+    also play a round robin of that many games a pair, so that they are rated against each
+    other directly rather than only through the model (which may lose to all of them).
     """
     expert_names = [parse_spec(e).name for e in experts]
     named = {parse_spec(o).name for o in opponents}
@@ -183,6 +186,11 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
     played = run_tournament(engines, opponent_specs, games, openings=openings, pgn=pgn,
                             concurrency=concurrency, settings=settings, progress=progress)
     outcomes = played.outcomes()
+    if opponent_games and len(opponent_specs) > 1:
+        among = run_tournament([], opponent_specs, opponent_games, round_robin=True,
+                               openings=openings, pgn=out / "opponents.pgn",
+                               concurrency=concurrency, settings=settings, progress=progress)
+        outcomes += among.outcomes()
     notes: list[str] = []
     if anchors:
         anchor_source = "given"
@@ -222,7 +230,8 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
         if write_metadata:
             write_metadata_calibration(model, points)
     write_atomic(out / "summary.md", _summary(result, model, opponents, games, mode,
-                                               settings, anchor_source).encode())
+                                               settings, anchor_source,
+                                               opponent_games).encode())
     return result
 
 
@@ -283,10 +292,12 @@ def _plot(path: Path, rows: list[SweepRow], max_rating: float | None, title: str
 
 
 def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: int, mode: str,
-             settings: Settings, anchor_source: str) -> str:
+             settings: Settings, anchor_source: str, opponent_games: int = 0) -> str:
+    among = (f"; the opponents also played each other, {opponent_games} games a pair"
+             if opponent_games and len(opponents) > 1 else "")
     lines = [f"# Temperature sweep of `{model.name}`", "",
              f"- opponents: {', '.join(f'`{o}`' for o in opponents)}; {games} games per "
-             f"temperature and opponent, colours alternating",
+             f"temperature and opponent, colours alternating{among}",
              f"- sampling mode: `{mode}`; game limit: "
              f"{settings.max_moves or 'none'} moves (then a draw)",
              f"- anchors: {anchor_source}"
@@ -310,6 +321,12 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
         lines += ["", f"Best expert of the training data: `{e.name}` at {e.elo:.0f} "
                       f"({e.lo95:.0f} to {e.hi95:.0f}). Best model: T = {best.temperature:g} at "
                       f"{best.elo:.0f} ({best.lo95:.0f} to {best.hi95:.0f}): it {verdict}."]
+        hottest = result.rows[-1]
+        if len(result.rows) > 1:
+            place = ("also above" if hottest.lo95 > e.elo else
+                     "below" if hottest.hi95 < e.elo else "not separable from")
+            lines.append(f"At T = {hottest.temperature:g} the model rates {hottest.elo:.0f} "
+                         f"({hottest.lo95:.0f} to {hottest.hi95:.0f}): {place} that expert.")
     elif result.max_rating is not None and result.anchors:
         verdict = ("above" if best.lo95 > result.max_rating else
                    "not clearly above")
@@ -360,6 +377,9 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
 @click.option("--expert", "experts", multiple=True, metavar="SPEC",
               help="An opponent that is one of the model's training experts (repeatable): the "
                    "summary says whether the model rates above the best of them.")
+@click.option("--opponent-games", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Games per pair in a round robin among the opponents (experts included), "
+                   "so they are also rated against each other.")
 @click.option("--no-calibration", is_flag=True, help="Do not write the calibration file.")
 @click.option("--write-metadata", is_flag=True,
               help="Also store the calibration in the model file's metadata (needs onnx).")
@@ -368,7 +388,8 @@ def sweep_command(model: Path, temps: str, opponents: tuple[str, ...], games: in
                   mode: str, concurrency: int, max_moves: int, engine_cmd: str | None,
                   anchor_texts: tuple[str, ...], tc: str | None, openings: Path | None,
                   seed: int, move_timeout: float, experts: tuple[str, ...],
-                  no_calibration: bool, write_metadata: bool, quiet: bool) -> None:
+                  opponent_games: int, no_calibration: bool, write_metadata: bool,
+                  quiet: bool) -> None:
     """Rate a model at several temperatures against the same opponents (the paper's Figure 1)."""
     anchors = dict(parse_anchor(a) for a in anchor_texts)
     if not opponents and not experts:
@@ -378,5 +399,5 @@ def sweep_command(model: Path, temps: str, opponents: tuple[str, ...], games: in
                        tc=tc, openings=openings, seed=seed, move_timeout=move_timeout,
                        progress=not quiet,
                        calibrate=not no_calibration, write_metadata=write_metadata,
-                       experts=experts)
+                       experts=experts, opponent_games=opponent_games)
     click.echo((result.out / "summary.md").read_text())

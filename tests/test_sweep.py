@@ -157,6 +157,31 @@ def test_experts_are_rated_in_the_same_list_and_judged(tmp_path: Path, tiny_onnx
     assert "does not transcend" in summary
 
 
+def test_opponents_can_also_play_each_other(tmp_path: Path, tiny_onnx: Path,
+                                             stockfish: str) -> None:
+    model = tmp_path / "m.onnx"
+    shutil.copy(tiny_onnx, model)
+    out = tmp_path / "sweep"
+    result = run_sweep(model, [0.5, 1.0], ["random"], 2, out, max_moves=30,
+                       anchors={"random": 0}, engine_cmd=f"{sys.executable} {FAKE}",
+                       experts=["sf:skill=0,nodes=50"], opponent_games=3)
+    assert pgn_count(out / "games.pgn") == 8 and pgn_count(out / "opponents.pgn") == 3
+    by_name = {r.name: r for r in result.ratings}
+    # 2 games against each temperature, 3 against the other opponent.
+    assert by_name["sf-skill0-n50"].games == 7 and by_name["random"].games == 7
+    assert [r.games for r in result.rows] == [4, 4]
+    summary = (out / "summary.md").read_text()
+    assert "the opponents also played each other, 3 games a pair" in summary
+    assert "At T = 1 the model rates" in summary
+    # Resumed: nothing is played again.
+    again = run_sweep(model, [0.5, 1.0], ["random"], 2, out, max_moves=30,
+                      anchors={"random": 0}, engine_cmd=f"{sys.executable} {FAKE}",
+                      experts=["sf:skill=0,nodes=50"], opponent_games=3)
+    assert pgn_count(out / "opponents.pgn") == 3
+    assert {r.name: r.elo for r in again.ratings} == pytest.approx(
+        {r.name: r.elo for r in result.ratings})
+
+
 def test_transcendence_verdict_needs_the_whole_interval_above_the_expert() -> None:
     from transcend.evaluation.ratings import Rating
     from transcend.evaluation.sweep import SweepResult, SweepRow

@@ -270,3 +270,25 @@ def test_max_tokens_and_max_time_stop_the_run(tiny_data: Path, tmp_path: Path) -
               "--max-time", "2", "--legal-interval", "0")
     ckpt = torch.load(by_time / "ckpt.pt", weights_only=True)
     assert ckpt["step"] > 0 and ckpt["elapsed"] >= 2
+
+
+def test_command_args_rebuild_the_same_config(monkeypatch: pytest.MonkeyPatch,
+                                              tiny_data: Path, tmp_path: Path) -> None:
+    """What a torchrun launch passes on is the config itself, flag for flag."""
+    from click.testing import CliRunner
+
+    from transcend.training import train as train_module
+
+    cfg = train_module.TrainConfig(
+        data=str(tiny_data), out=str(tmp_path / "run"), config="tiny", batch_size=3,
+        grad_accum=2, lr=2.5e-3, min_lr=1e-5, warmup_steps=7, max_steps=11, max_tokens=900,
+        max_time=12.5, weight_decay=0.05, grad_clip=0.5, mid_game_share=0.25, eval_interval=3,
+        eval_batches=4, legal_interval=5, legal_positions=6, checkpoint_interval=2, seed=9,
+        dtype="fp32", device="cpu", threads=1, compile=True, progress=False,
+        model_overrides={"block_size": 64})
+    seen: list[train_module.TrainConfig] = []
+    monkeypatch.setattr(train_module, "train", lambda c, resume: seen.append(c) or {
+        "step": 0, "tokens": 0, "best_val_loss": 0.0})
+    result = CliRunner().invoke(train_module.train_command, cfg.command_args())
+    assert result.exit_code == 0, result.output
+    assert seen == [cfg]

@@ -152,12 +152,7 @@ def stage_train(p: Preset, data: Path, run: Path, gpus: int, seed: int) -> None:
         # Several GPUs: the same command under torchrun, one process per GPU.
         args = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={gpus}", "-m", "transcend.training.cli", "train",
-                "--data", str(data), "--out", str(run), "--config", p.config,
-                "--batch-size", str(p.batch_size), "--grad-accum", str(p.grad_accum),
-                "--lr", str(p.lr), "--min-lr", str(p.min_lr), "--warmup-steps",
-                str(p.warmup_steps), "--max-steps", str(p.max_steps), "--eval-interval",
-                str(p.eval_interval), "--legal-interval", str(p.legal_interval), "--seed",
-                str(seed)] + (["--resume"] if ckpt.exists() else [])
+                *cfg.command_args()] + (["--resume"] if ckpt.exists() else [])
         _stage("train", shlex.join(args))
         subprocess.run(args, check=True)
         return

@@ -65,6 +65,33 @@ class TrainConfig:
     progress: bool = True
     model_overrides: dict[str, int] = field(default_factory=dict)
 
+    def command_args(self) -> list[str]:
+        """The ``transcend train`` arguments that rebuild this config: how a launcher such as
+        ``torchrun`` passes it on to every process. The betas and the log interval have no
+        flag and keep their defaults."""
+        args = ["--data", self.data, "--out", self.out, "--config", self.config,
+                "--batch-size", str(self.batch_size), "--grad-accum", str(self.grad_accum),
+                "--lr", repr(self.lr), "--min-lr", repr(self.min_lr),
+                "--warmup-steps", str(self.warmup_steps), "--max-steps", str(self.max_steps),
+                "--max-tokens", str(self.max_tokens), "--max-time", repr(self.max_time),
+                "--weight-decay", repr(self.weight_decay), "--grad-clip", repr(self.grad_clip),
+                "--mid-game-share", repr(self.mid_game_share),
+                "--eval-interval", str(self.eval_interval),
+                "--eval-batches", str(self.eval_batches),
+                "--legal-interval", str(self.legal_interval),
+                "--legal-positions", str(self.legal_positions),
+                "--checkpoint-interval", str(self.checkpoint_interval), "--seed", str(self.seed),
+                "--dtype", self.dtype, "--device", self.device, "--threads", str(self.threads)]
+        if "block_size" in self.model_overrides:
+            args += ["--block-size", str(self.model_overrides["block_size"])]
+        if set(self.model_overrides) - {"block_size"}:
+            raise ValueError("only block_size can be overridden from the command line")
+        if self.compile:
+            args.append("--compile")
+        if not self.progress:
+            args.append("--quiet")
+        return args
+
     def model_config(self) -> ModelConfig:
         if self.config not in CONFIGS:
             raise click.BadParameter(f"unknown config {self.config!r}; one of {sorted(CONFIGS)}")
