@@ -27,6 +27,8 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path: Path, stockfish: str) -
         rows = list(csv.DictReader(fh))
     assert sorted(float(r["temperature"]) for r in rows) == [0.01, 1.0]
     assert all(int(r["games"]) == 6 for r in rows)  # random and the 2 experts, 2 games each
+    # The opponents' round robin: one game for each of the 3 pairs.
+    assert (out / "sweep" / "opponents.pgn").read_text().count("[Event ") == 3
     assert "Best expert of the training data" in report
     with open(out / "advantage" / "advantage.csv") as fh:
         adv = list(csv.DictReader(fh))

@@ -48,6 +48,7 @@ class Preset:
     opponents: list[str] = field(default_factory=list)
     anchors: dict[str, float] = field(default_factory=dict)
     sweep_games: int = 10
+    opponent_games: int = 0  # a round robin among the opponents, so they are rated directly
     max_moves: int = 90
     advantage_positions: int = 500
     advantage_nodes: int = 2000
@@ -61,15 +62,16 @@ PRESETS: dict[str, Preset] = {
         games=60, max_plies=80, config="tiny", batch_size=4, lr=3e-3, min_lr=3e-4,
         warmup_steps=5, max_steps=40, eval_interval=20, legal_interval=40,
         temps=[0.01, 1.0], opponents=["random"],
-        anchors={"random": 0.0}, sweep_games=2, max_moves=20, advantage_positions=8,
+        anchors={"random": 0.0}, sweep_games=2, opponent_games=1, max_moves=20,
+        advantage_positions=8,
         advantage_nodes=200, advantage_temps=[0.01, 1.0],
     ),
     # The recipe of the bundled model: four noisy Stockfish experts, a `small` transformer.
     "cpu": Preset(
         games=100_000, max_elo=[1000], config="small", batch_size=16, lr=1e-3, min_lr=1e-4,
         warmup_steps=100, max_steps=6000, fp16=False,
-        opponents=["random", "sf:skill=0,nodes=100", "sf:skill=3,nodes=100"],
-        anchors={"random": 0.0}, sweep_games=30, advantage_positions=1000,
+        opponents=["random", *(f"sf:skill={k},nodes=100" for k in range(4))],
+        anchors={"random": 0.0}, sweep_games=30, opponent_games=20, advantage_positions=1000,
     ),
     # The paper: Lichess games capped at 1000/1300/1500, the 50M model, Stockfish levels 1/3/5
     # at 0.1 s a move, 100 games per level and temperature. Needs --pgn dumps and GPUs.
@@ -180,7 +182,8 @@ def stage_sweep(p: Preset, model: Path, out: Path, concurrency: int, seed: int) 
                     f"{p.sweep_games} games")
     return run_sweep(model, p.temps, p.opponents, p.sweep_games, out, concurrency=concurrency,
                      max_moves=p.max_moves, anchors=p.anchors or None, seed=seed,
-                     progress=sys.stderr.isatty(), experts=[] if p.pgn else p.experts)
+                     progress=sys.stderr.isatty(), experts=[] if p.pgn else p.experts,
+                     opponent_games=p.opponent_games)
 
 
 def stage_advantage(p: Preset, model: Path, pgns: list[str], out: Path, seed: int) -> Any:
