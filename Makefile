@@ -66,13 +66,15 @@ LEVELS := --opponent sf:skill=0,nodes=100 --opponent sf:skill=1,nodes=100 \
   --opponent sf:skill=2,nodes=100 --opponent sf:skill=3,nodes=100
 SWEEP_TEMPS ?= 0.01,0.1,1
 SWEEP_GAMES ?= 23
+SWEEP_MODE ?= token
 OPPONENT_GAMES ?= 17
 
 evaluate: $(STAMP) stockfish
 	$(BIN)/transcend data experts --out $(OUT)/heldout.pgn --games 400 --seed 2 --quiet
 	$(BIN)/transcend advantage --model $(MODEL) --pgn $(OUT)/heldout.pgn --positions 500 \
 	  --temps 0,0.01,0.1,0.3,0.5,1 --out $(OUT)/advantage --quiet
-	$(BIN)/transcend sweep --model $(MODEL) --temps $(SWEEP_TEMPS) $(EXPERTS) $(LEVELS) \
+	$(BIN)/transcend sweep --model $(MODEL) --temps $(SWEEP_TEMPS) --mode $(SWEEP_MODE) \
+	  $(EXPERTS) $(LEVELS) \
 	  --opponent random --anchor random=0 --games $(SWEEP_GAMES) \
 	  --opponent-games $(OPPONENT_GAMES) --concurrency 2 --out $(OUT)/sweep --quiet \
 	  --no-calibration
