@@ -487,7 +487,7 @@ class Policy:
         self._san_root: chess.Board | None = None
         self._san_board = chess.Board()
         self._root_is_start = True
-        self._root_ply = 0
+        self._first_ply = 0  # of the transcript: 0 from the standard start
         self._sans: list[str] = []
 
     @property
@@ -513,7 +513,7 @@ class Policy:
                 and root.castling_rights == chess.BB_CORNERS
                 and root.fullmove_number == 1
             )
-            self._root_ply = 2 * (root.fullmove_number - 1) + (root.turn == chess.BLACK)
+            self._first_ply = 2 * (root.fullmove_number - 1) + (root.turn == chess.BLACK)
         stack = board.move_stack
         replay = self._san_board
         done = replay.move_stack
@@ -528,9 +528,7 @@ class Policy:
             self._sans.pop()
         for move in stack[same:]:
             self._sans.append(replay.san_and_push(move))
-        start = self._root_is_start
-        first_ply = 0 if start else self._root_ply
-        return list(self._sans), first_ply, start
+        return list(self._sans), self._first_ply, self._root_is_start
 
     def prompt_text(self, board: chess.Board) -> str:
         """The text the model sees before the move to play in ``board``.

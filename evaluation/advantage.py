@@ -45,9 +45,8 @@ import numpy as np
 
 from transcend.engine.files import write_atomic
 from transcend.evaluation.players import EngineCrashed, UciClient, find_stockfish
-from transcend.evaluation.sweep import parse_temperatures
+from transcend.evaluation.sweep import PAPER_TEMPERATURES, parse_temperatures
 
-PAPER_TEMPERATURES = (0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5)
 MODES = ("token", "move")
 # About 0.1 s of one core per position here: every legal move searched to depth 6-8.
 DEFAULT_NODES = 20_000

@@ -389,4 +389,3 @@ def ratings_command(pgn: tuple[Path, ...], anchor_texts: tuple[str, ...], anchor
     for m, rs in results.items():
         click.echo()
         click.echo(format_table(rs, titles[m]))
-

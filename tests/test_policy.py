@@ -286,14 +286,12 @@ def test_metadata_and_bad_files(tiny_onnx: Path, tmp_path: Path) -> None:
 
 
 def test_calibration_is_read(tiny_onnx: Path, tmp_path: Path) -> None:
-    import onnx
+    from transcend.evaluation.sweep import write_metadata_calibration
 
-    proto = onnx.load(str(tiny_onnx))
-    entry = proto.metadata_props.add()
-    entry.key = "calibration"
-    entry.value = '[{"temperature": 1.0, "elo": 900}, {"temperature": 0.01, "elo": 1400}]'
     path = tmp_path / "calibrated.onnx"
-    path.write_bytes(proto.SerializeToString())
+    path.write_bytes(tiny_onnx.read_bytes())
+    write_metadata_calibration(path, [{"temperature": 1.0, "elo": 900},
+                                      {"temperature": 0.01, "elo": 1400}])
     assert read_model_info(path).calibration == [(0.01, 1400.0), (1.0, 900.0)]
     # `transcend sweep` also writes the curve next to the model.
     plain = tmp_path / "plain.onnx"

@@ -301,14 +301,12 @@ def test_command_line_flags(tiny_onnx: Path) -> None:
 
 
 def test_calibrated_model_offers_limit_strength(tiny_onnx: Path, tmp_path: Path) -> None:
-    import onnx
+    from transcend.evaluation.sweep import write_metadata_calibration
 
-    proto = onnx.load(str(tiny_onnx))
-    entry = proto.metadata_props.add()
-    entry.key = "calibration"
-    entry.value = '[{"temperature": 0.01, "elo": 1500}, {"temperature": 1.0, "elo": 900}]'
     path = tmp_path / "calibrated.onnx"
-    path.write_bytes(proto.SerializeToString())
+    path.write_bytes(tiny_onnx.read_bytes())
+    write_metadata_calibration(path, [{"temperature": 0.01, "elo": 1500},
+                                      {"temperature": 1.0, "elo": 900}])
     engine = Raw("--model", str(path))
     engine.send("uci")
     lines = engine.until("uciok")

@@ -19,9 +19,8 @@ from typing import Any
 import click
 
 from transcend.engine.files import write_atomic
+from transcend.evaluation.sweep import PAPER_TEMPERATURES
 from transcend.training.experts import DEFAULT_EXPERTS, complete_games, generate
-
-PAPER_TEMPERATURES = [0.001, 0.01, 0.1, 0.3, 0.5, 0.75, 1.0, 1.5]
 
 
 @dataclass
