@@ -272,6 +272,21 @@ def test_max_tokens_and_max_time_stop_the_run(tiny_data: Path, tmp_path: Path) -
     assert ckpt["step"] > 0 and ckpt["elapsed"] >= 2
 
 
+def test_keep_at_keeps_snapshots_at_token_counts(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    # 256 tokens a step: 500 is passed at step 2, 1,000 at step 4, 2,000 is never reached.
+    transcend("train", "--data", str(tiny_data), "--out", str(run), *FAST, "--max-steps", "5",
+              "--legal-interval", "0", "--keep-at", "1e3,500,2000")
+    kept = {p.name: torch.load(p, weights_only=True)["step"] for p in run.glob("ckpt-*.pt")}
+    assert kept == {"ckpt-500.pt": 2, "ckpt-1000.pt": 4}
+    model, _ = load_checkpoint(run / "ckpt-500.pt")
+    assert model.num_params() > 0
+    bad = transcend("train", "--data", str(tiny_data), "--out", str(tmp_path / "bad"), *FAST,
+                    "--max-steps", "1", "--keep-at", "lots", check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "token counts" in bad.stderr
+
+
 def test_command_args_rebuild_the_same_config(monkeypatch: pytest.MonkeyPatch,
                                               tiny_data: Path, tmp_path: Path) -> None:
     """What a torchrun launch passes on is the config itself, flag for flag."""
@@ -283,7 +298,8 @@ def test_command_args_rebuild_the_same_config(monkeypatch: pytest.MonkeyPatch,
         data=str(tiny_data), out=str(tmp_path / "run"), config="tiny", batch_size=3,
         grad_accum=2, lr=2.5e-3, min_lr=1e-5, warmup_steps=7, max_steps=11, max_tokens=900,
         max_time=12.5, weight_decay=0.05, grad_clip=0.5, mid_game_share=0.25, eval_interval=3,
-        eval_batches=4, legal_interval=5, legal_positions=6, checkpoint_interval=2, seed=9,
+        eval_batches=4, legal_interval=5, legal_positions=6, checkpoint_interval=2,
+        keep_at=(300, 600), seed=9,
         dtype="fp32", device="cpu", threads=1, compile=True, progress=False,
         model_overrides={"block_size": 64})
     seen: list[train_module.TrainConfig] = []

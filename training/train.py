@@ -56,6 +56,9 @@ class TrainConfig:
     legal_interval: int = 1000
     legal_positions: int = 100
     checkpoint_interval: int = 250
+    # Token counts at which a copy of the checkpoint is kept as ckpt-<tokens>.pt: the
+    # snapshots of one run that a study of loss or strength against compute evaluates.
+    keep_at: tuple[int, ...] = ()
     log_interval: int = 10
     seed: int = 1337
     dtype: str = "auto"
@@ -82,6 +85,8 @@ class TrainConfig:
                 "--legal-positions", str(self.legal_positions),
                 "--checkpoint-interval", str(self.checkpoint_interval), "--seed", str(self.seed),
                 "--dtype", self.dtype, "--device", self.device, "--threads", str(self.threads)]
+        if self.keep_at:
+            args += ["--keep-at", ",".join(str(t) for t in self.keep_at)]
         if "block_size" in self.model_overrides:
             args += ["--block-size", str(self.model_overrides["block_size"])]
         if set(self.model_overrides) - {"block_size"}:
@@ -238,6 +243,22 @@ def greedy_legal_rate(model: GPT, val: TokenWindows, positions: int, device: tor
     return legal / tried if tried else float("nan")
 
 
+def kept_checkpoint_path(run: Path, tokens: int) -> Path:
+    """Where ``--keep-at`` keeps the snapshot taken when the run passed ``tokens``."""
+    return run / f"ckpt-{tokens}.pt"
+
+
+def parse_token_counts(text: str) -> tuple[int, ...]:
+    """'1e6,3e6,10000000' -> (1000000, 3000000, 10000000), sorted, each at least 1."""
+    try:
+        counts = sorted({int(float(part)) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise click.BadParameter(f"expected token counts like 1e6,3e6; got {text!r}") from None
+    if not counts or counts[0] < 1:
+        raise click.BadParameter(f"expected positive token counts; got {text!r}")
+    return tuple(counts)
+
+
 def _checkpoint_bytes(state: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -274,7 +295,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         # Data, model and schedule come from the run; limits and logging may be changed.
         keep = {"max_steps", "max_tokens", "max_time", "eval_interval", "checkpoint_interval",
                 "log_interval", "progress", "threads", "device", "legal_interval", "out",
-                "data"}
+                "data", "keep_at"}
         for f in fields(TrainConfig):
             if f.name not in keep and f.name in saved:
                 setattr(cfg, f.name, saved[f.name])
@@ -361,7 +382,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 "n_params": raw_model.num_params(), "val_loss": last.get("val_loss"),
                 "legal_rate": last.get("legal_rate")}
 
-    def save() -> None:
+    def save(path: Path = ckpt_path) -> None:
         if not master:
             return
         payload = {
@@ -371,7 +392,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "data": {**manifest, "path": str(data)},
             "summary": summary(),
         }
-        write_atomic(ckpt_path, _checkpoint_bytes(payload))
+        write_atomic(path, _checkpoint_bytes(payload))
 
     def log(record: dict[str, Any]) -> None:
         if master:
@@ -452,6 +473,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             if val_windows is not None and step % cfg.eval_interval == 0:
                 with_legal = bool(cfg.legal_interval) and step % cfg.legal_interval == 0
                 evaluate_and_log(with_legal)
+            kept = [t for t in cfg.keep_at if tokens_seen - tokens_per_step < t <= tokens_seen]
+            for target in kept:
+                elapsed = time.time() - start_time
+                save(kept_checkpoint_path(out, target))
             if step % cfg.checkpoint_interval == 0:
                 elapsed = time.time() - start_time
                 save()
@@ -506,6 +531,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 @click.option("--legal-positions", type=click.IntRange(min=1), default=100, show_default=True,
               help="Validation positions for the legal-move rate.")
 @click.option("--checkpoint-interval", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--keep-at", default="", metavar="TOKENS",
+              help="Keep a copy of the checkpoint as ckpt-<tokens>.pt when the run passes each "
+                   "of these token counts (e.g. 1e6,3e6,1e7).")
 @click.option("--seed", type=int, default=1337, show_default=True)
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
               show_default=True, help="auto: bf16 on GPUs and on CPUs with AMX/AVX512-BF16.")
@@ -518,7 +546,7 @@ def train_command(data: Path | None, out: Path, config_name: str, resume: bool, 
                   max_tokens: float, max_time: float, weight_decay: float, grad_clip: float,
                   block_size: int | None, mid_game_share: float, eval_interval: int,
                   eval_batches: int, legal_interval: int, legal_positions: int,
-                  checkpoint_interval: int, seed: int,
+                  checkpoint_interval: int, keep_at: str, seed: int,
                   dtype: str, device: str, threads: int, use_compile: bool, quiet: bool) -> None:
     """Train a model on prepared data (see `transcend data prepare`)."""
     if data is None and not resume:
@@ -534,8 +562,9 @@ def train_command(data: Path | None, out: Path, config_name: str, resume: bool, 
         weight_decay=weight_decay, grad_clip=grad_clip, mid_game_share=mid_game_share,
         eval_interval=eval_interval, eval_batches=eval_batches, legal_interval=legal_interval,
         legal_positions=legal_positions,
-        checkpoint_interval=checkpoint_interval, seed=seed, dtype=dtype, device=device,
-        threads=threads, compile=use_compile, progress=not quiet,
+        checkpoint_interval=checkpoint_interval,
+        keep_at=parse_token_counts(keep_at) if keep_at else (), seed=seed, dtype=dtype,
+        device=device, threads=threads, compile=use_compile, progress=not quiet,
         model_overrides={"block_size": block_size} if block_size else {},
     )
     try:
