@@ -287,6 +287,22 @@ def test_keep_at_keeps_snapshots_at_token_counts(tiny_data: Path, tmp_path: Path
     assert "token counts" in bad.stderr
 
 
+def test_schedule_tokens_lets_a_short_run_share_a_longer_schedule(tiny_data: Path,
+                                                                 tmp_path: Path) -> None:
+    common = ["--data", str(tiny_data), *FAST, "--legal-interval", "0", "--lr", "3e-3"]
+    # 256 tokens a step: the long run keeps its step-4 state; the short one stops there.
+    transcend("train", "--out", str(tmp_path / "long"), *common, "--max-tokens", "2048",
+              "--keep-at", "1024")
+    transcend("train", "--out", str(tmp_path / "short"), *common, "--max-tokens", "1024",
+              "--schedule-tokens", "2048")
+    transcend("train", "--out", str(tmp_path / "own"), *common, "--max-tokens", "1024")
+    kept = torch.load(tmp_path / "long" / "ckpt-1024.pt", weights_only=True)["model"]
+    short = torch.load(tmp_path / "short" / "ckpt.pt", weights_only=True)["model"]
+    own = torch.load(tmp_path / "own" / "ckpt.pt", weights_only=True)["model"]
+    assert all(torch.equal(kept[name], short[name]) for name in kept)
+    assert not all(torch.equal(kept[name], own[name]) for name in kept)
+
+
 def test_command_args_rebuild_the_same_config(monkeypatch: pytest.MonkeyPatch,
                                               tiny_data: Path, tmp_path: Path) -> None:
     """What a torchrun launch passes on is the config itself, flag for flag."""
@@ -297,7 +313,8 @@ def test_command_args_rebuild_the_same_config(monkeypatch: pytest.MonkeyPatch,
     cfg = train_module.TrainConfig(
         data=str(tiny_data), out=str(tmp_path / "run"), config="tiny", batch_size=3,
         grad_accum=2, lr=2.5e-3, min_lr=1e-5, warmup_steps=7, max_steps=11, max_tokens=900,
-        max_time=12.5, weight_decay=0.05, grad_clip=0.5, mid_game_share=0.25, eval_interval=3,
+        max_time=12.5, schedule_tokens=5000, weight_decay=0.05, grad_clip=0.5,
+        mid_game_share=0.25, eval_interval=3,
         eval_batches=4, legal_interval=5, legal_positions=6, checkpoint_interval=2,
         keep_at=(300, 600), seed=9,
         dtype="fp32", device="cpu", threads=1, compile=True, progress=False,

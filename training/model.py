@@ -31,6 +31,7 @@ class ModelConfig:
 
 CONFIGS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(n_layer=2, n_head=2, n_embd=32),
+    "mini": ModelConfig(n_layer=4, n_head=4, n_embd=128),
     "small": ModelConfig(n_layer=6, n_head=6, n_embd=192),
     "karvonen-25m": ModelConfig(n_layer=8, n_head=8, n_embd=512),
     "paper-50m": ModelConfig(n_layer=16, n_head=8, n_embd=512),

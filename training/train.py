@@ -46,6 +46,9 @@ class TrainConfig:
     max_steps: int = 0  # 0: derived from max_tokens, else run until max_time
     max_tokens: int = 0
     max_time: float = 0.0  # seconds; 0 = no limit
+    # The cosine decay's length in tokens when it should differ from the run's: runs that stop
+    # at different points on one shared schedule give checkpoints that compare token for token.
+    schedule_tokens: int = 0
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -77,6 +80,7 @@ class TrainConfig:
                 "--lr", repr(self.lr), "--min-lr", repr(self.min_lr),
                 "--warmup-steps", str(self.warmup_steps), "--max-steps", str(self.max_steps),
                 "--max-tokens", str(self.max_tokens), "--max-time", repr(self.max_time),
+                "--schedule-tokens", str(self.schedule_tokens),
                 "--weight-decay", repr(self.weight_decay), "--grad-clip", repr(self.grad_clip),
                 "--mid-game-share", repr(self.mid_game_share),
                 "--eval-interval", str(self.eval_interval),
@@ -332,7 +336,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                                     if cfg.max_tokens else 0)
     if not total_steps and not cfg.max_time:
         raise click.UsageError("give --max-steps, --max-tokens or --max-time")
-    schedule_steps = total_steps or 10**9
+    schedule_steps = (math.ceil(cfg.schedule_tokens / tokens_per_step) if cfg.schedule_tokens
+                      else total_steps or 10**9)
     raw_model = model
     if cfg.compile:
         model = torch.compile(model)  # type: ignore[assignment]
@@ -518,6 +523,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 @click.option("--max-steps", type=click.IntRange(min=0), default=0)
 @click.option("--max-tokens", type=float, default=0, help="Stop after this many tokens (1e8 ok).")
 @click.option("--max-time", type=float, default=0, help="Stop after this many seconds.")
+@click.option("--schedule-tokens", type=float, default=0,
+              help="Length of the cosine decay in tokens (default: the run's length).")
 @click.option("--weight-decay", type=float, default=0.1, show_default=True)
 @click.option("--grad-clip", type=float, default=1.0, show_default=True)
 @click.option("--block-size", type=click.IntRange(min=16), default=None,
@@ -543,7 +550,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(data: Path | None, out: Path, config_name: str, resume: bool, batch_size: int,
                   grad_accum: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int,
-                  max_tokens: float, max_time: float, weight_decay: float, grad_clip: float,
+                  max_tokens: float, max_time: float, schedule_tokens: float,
+                  weight_decay: float, grad_clip: float,
                   block_size: int | None, mid_game_share: float, eval_interval: int,
                   eval_batches: int, legal_interval: int, legal_positions: int,
                   checkpoint_interval: int, keep_at: str, seed: int,
@@ -559,6 +567,7 @@ def train_command(data: Path | None, out: Path, config_name: str, resume: bool, 
         data=str(data or ""), out=str(out), config=config_name, batch_size=batch_size,
         grad_accum=grad_accum, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps,
         max_steps=max_steps, max_tokens=int(max_tokens), max_time=max_time,
+        schedule_tokens=int(schedule_tokens),
         weight_decay=weight_decay, grad_clip=grad_clip, mid_game_share=mid_game_share,
         eval_interval=eval_interval, eval_batches=eval_batches, legal_interval=legal_interval,
         legal_positions=legal_positions,
