@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "transcend.evaluation.advantage:advantage_command",
         "Per-move expected win probability of a model against its experts.",
     ),
+    "frontier": (
+        "transcend.training.frontier:frontier_command",
+        "Where the model transcends, by familiarity, and how compute moves it.",
+    ),
     "experiment": (
         "transcend.training.experiment:experiment_command",
         "The whole study: experts, data, training, export, sweep and report.",

@@ -1,0 +1,591 @@
+"""``transcend frontier``: where the model transcends its experts, and how compute moves it.
+
+experts (one data set per arm) -> data -> held-out games -> training runs that keep snapshots
+on a log scale of tokens -> export -> the advantage analysis of every snapshot on one set of
+positions stratified by familiarity -> games for the best snapshot -> a report with a fitted
+trend. Every stage leaves its files in the output directory and is skipped when they are there,
+so an interrupted study resumes; ``--runs`` restricts the training stage to some runs, so that
+several processes can train different runs side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from transcend.engine.files import write_atomic
+from transcend.training.experts import complete_games, generate
+
+FOUR_EXPERTS = "sf:skill={k},nodes=100,eps={eps},elo=1000"
+
+
+def experts_with_noise(eps: float) -> list[str]:
+    """The four training experts (Stockfish skill 0-3 at 100 nodes) with ``eps`` random moves."""
+    return [FOUR_EXPERTS.format(k=k, eps=eps) for k in range(4)]
+
+
+@dataclass
+class Arm:
+    """One training data set: games between these experts."""
+
+    name: str
+    experts: list[str]
+    games: int
+
+
+@dataclass
+class Run:
+    """One training run on one arm, keeping a snapshot at each token count in ``keep``."""
+
+    name: str
+    arm: str
+    config: str
+    keep: list[int]
+
+
+@dataclass
+class FrontierPreset:
+    arms: list[Arm]
+    runs: list[Run]
+    # Every run shares one cosine schedule of this many tokens, so that snapshots at the same
+    # token count compare across runs whatever each run's own length.
+    schedule_tokens: int
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 20
+    eval_interval: int = 100
+    heldout_games: int = 2000
+    per_bin: int = 100
+    nodes: int = 20_000
+    temps: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.1, 1.0])
+    match_temps: list[float] = field(default_factory=lambda: [0.01, 1.0])
+    match_opponents: list[str] = field(default_factory=lambda: [
+        "random", "sf:skill=0,nodes=100,eps=0.6", "sf:skill=0,nodes=100,eps=0.8"])
+    match_games: int = 30
+    match_opponent_games: int = 29
+    max_moves: int = 90
+    max_plies: int = 300
+
+
+M = 1_000_000
+PRESETS: dict[str, FrontierPreset] = {
+    # About 15 minutes on two cores: every stage on tiny models, the plumbing and the report.
+    "quick": FrontierPreset(
+        arms=[Arm("eps0.4", experts_with_noise(0.4), 600),
+              Arm("eps0.2", experts_with_noise(0.2), 600)],
+        runs=[Run("eps0.4-tiny", "eps0.4", "tiny", [25_000, 50_000, 100_000, 200_000, 400_000]),
+              Run("eps0.4-mini", "eps0.4", "mini", [25_000, 50_000]),
+              Run("eps0.2-tiny", "eps0.2", "tiny", [50_000, 100_000])],
+        schedule_tokens=400_000, batch_size=4, lr=3e-3, min_lr=3e-4, warmup_steps=5,
+        eval_interval=50, heldout_games=150, per_bin=12, nodes=1000, temps=[0.01, 1.0],
+        match_temps=[0.01], match_games=4, match_opponent_games=2, max_moves=40),
+    # The measurements of docs/frontier.md: `small` at five token counts, `mini` at four, and
+    # the data arm (half the random moves) at four, on one shared 8M-token schedule.
+    "full": FrontierPreset(
+        arms=[Arm("eps0.4", experts_with_noise(0.4), 12_000),
+              Arm("eps0.2", experts_with_noise(0.2), 12_000)],
+        runs=[Run("eps0.4-small", "eps0.4", "small", [M // 2, M, 2 * M, 4 * M, 8 * M]),
+              Run("eps0.4-mini", "eps0.4", "mini", [M // 2, M, 2 * M, 4 * M]),
+              Run("eps0.2-small", "eps0.2", "small", [M // 2, M, 2 * M, 4 * M])],
+        schedule_tokens=8 * M),
+}
+
+
+def _stage(name: str, message: str) -> None:
+    click.echo(f"[{time.strftime('%H:%M:%S')}] {name}: {message}", err=True)
+
+
+def tokens_label(tokens: int) -> str:
+    """1000000 -> '1M', 500000 -> '500k', 25000 -> '25k': short names for snapshots."""
+    for unit, suffix in ((M, "M"), (1000, "k")):
+        if tokens >= unit and tokens % (unit // 10 or 1) == 0:
+            value = tokens / unit
+            return f"{value:g}{suffix}"
+    return str(tokens)
+
+
+@dataclass
+class Layout:
+    """Where each stage writes, under the study's output directory."""
+
+    out: Path
+
+    def pgn(self, arm: str) -> Path:
+        return self.out / "arms" / arm / "experts.pgn"
+
+    def data(self, arm: str) -> Path:
+        return self.out / "arms" / arm / "data"
+
+    @property
+    def heldout(self) -> Path:
+        return self.out / "heldout.pgn"
+
+    def run(self, run: str) -> Path:
+        return self.out / "runs" / run
+
+    def model(self, run: str, tokens: int) -> Path:
+        return self.out / "models" / f"{run}-{tokens_label(tokens)}.onnx"
+
+    def evaluation(self, name: str) -> Path:
+        return self.out / "eval" / name
+
+    @property
+    def games(self) -> Path:
+        return self.out / "games"
+
+
+def stage_experts(p: FrontierPreset, lay: Layout, arms: Sequence[Arm], seed: int,
+                  concurrency: int) -> None:
+    for arm in arms:
+        pgn = lay.pgn(arm.name)
+        have, _ = complete_games(pgn)
+        if have >= arm.games:
+            _stage("experts", f"{pgn} holds {have} games: skipped")
+            continue
+        _stage("experts", f"{arm.name}: playing {arm.games - have} games")
+        for _ in generate(pgn, arm.experts, arm.games, concurrency, seed, p.max_plies,
+                          progress=sys.stderr.isatty()):
+            pass
+
+
+def stage_heldout(p: FrontierPreset, lay: Layout, seed: int, concurrency: int) -> None:
+    have, _ = complete_games(lay.heldout)
+    if have < p.heldout_games:
+        # Held-out games come from the first arm's experts, under another seed.
+        _stage("heldout", f"playing {p.heldout_games - have} games")
+        for _ in generate(lay.heldout, p.arms[0].experts, p.heldout_games, concurrency,
+                          seed + 1, p.max_plies, progress=sys.stderr.isatty()):
+            pass
+
+
+def stage_data(lay: Layout, arms: Sequence[Arm], workers: int) -> None:
+    from transcend.training.prepare import prepare
+
+    for arm in arms:
+        data, pgn = lay.data(arm.name), lay.pgn(arm.name)
+        manifest = data / "manifest.json"
+        if manifest.exists() and manifest.stat().st_mtime >= pgn.stat().st_mtime:
+            _stage("data", f"{data} is up to date: skipped")
+            continue
+        _stage("data", f"preparing {pgn}")
+        prepare([str(pgn)], data, workers=workers)
+
+
+def run_config(p: FrontierPreset, lay: Layout, run: Run, seed: int, threads: int) -> Any:
+    from transcend.training.train import TrainConfig
+
+    return TrainConfig(
+        data=str(lay.data(run.arm)), out=str(lay.run(run.name)), config=run.config,
+        batch_size=p.batch_size, lr=p.lr, min_lr=p.min_lr, warmup_steps=p.warmup_steps,
+        max_tokens=max(run.keep), schedule_tokens=p.schedule_tokens, keep_at=tuple(run.keep),
+        eval_interval=p.eval_interval, legal_interval=0, checkpoint_interval=25, seed=seed,
+        threads=threads, progress=sys.stderr.isatty())
+
+
+def stage_train(p: FrontierPreset, lay: Layout, runs: Sequence[Run], seed: int,
+                threads: int) -> None:
+    from transcend.training.train import kept_checkpoint_path, train
+
+    for run in runs:
+        folder = lay.run(run.name)
+        if all(kept_checkpoint_path(folder, t).exists() for t in run.keep):
+            _stage("train", f"{folder} holds every snapshot: skipped")
+            continue
+        resume = (folder / "ckpt.pt").exists()
+        _stage("train", f"{'resuming' if resume else 'training'} {run.name} ({run.config}) to "
+                        f"{tokens_label(max(run.keep))} tokens")
+        train(run_config(p, lay, run, seed, threads), resume=resume)
+
+
+def stage_export(p: FrontierPreset, lay: Layout) -> list[tuple[Run, int, Path]]:
+    """Exports every snapshot that exists; returns (run, tokens, model) for each."""
+    from transcend.training.export import export_onnx, load_checkpoint, metadata_for
+    from transcend.training.train import kept_checkpoint_path
+
+    models = []
+    for run in p.runs:
+        for tokens in run.keep:
+            ckpt, model = kept_checkpoint_path(lay.run(run.name), tokens), lay.model(run.name,
+                                                                                      tokens)
+            if not ckpt.exists():
+                continue
+            if not model.exists() or model.stat().st_mtime < ckpt.stat().st_mtime:
+                net, state = load_checkpoint(ckpt)
+                export_onnx(net, model, metadata_for(net, state))
+                _stage("export", str(model))
+            models.append((run, tokens, model))
+    return models
+
+
+@dataclass
+class Snapshot:
+    """One evaluated model: a run's snapshot or an extra model given on the command line."""
+
+    name: str
+    size: str
+    arm: str
+    tokens: int
+    params: int
+    model: Path
+
+    @property
+    def flops(self) -> float:
+        # The usual estimate for a transformer's training compute: 6 x parameters x tokens.
+        return 6.0 * self.params * self.tokens
+
+
+def model_facts(model: Path) -> tuple[str, int, int]:
+    """(config name, parameters, training tokens) from an exported model's metadata."""
+    from transcend.engine.policy import read_metadata
+
+    meta = read_metadata(model)
+    training = json.loads(meta.get("training") or "{}")
+    return (str(training.get("config", "?")), int(meta.get("n_params", 0)),
+            int(training.get("tokens", 0)))
+
+
+def fit_trend(tokens: Sequence[float], gains: Sequence[float], low: Sequence[float],
+              high: Sequence[float], samples: int = 4000, seed: int = 0) -> dict[str, Any]:
+    """Gain against log10(tokens): a weighted straight line, and where it reaches zero.
+
+    Each point's weight comes from its 95% interval (standard error = width / 3.92). The
+    crossing's interval comes from refitting lines through points redrawn within their errors;
+    draws whose slope is not positive never reach zero, and their share is reported.
+    """
+    import numpy as np
+
+    x = np.log10(np.asarray(tokens, dtype=float))
+    y = np.asarray(gains, dtype=float)
+    se = np.maximum((np.asarray(high, dtype=float) - np.asarray(low, dtype=float)) / 3.92, 1e-6)
+    if len(x) < 2 or np.ptp(x) == 0:
+        raise ValueError("a trend needs snapshots at two or more token counts")
+
+    def line(values: Any) -> tuple[float, float]:
+        slope, intercept = np.polyfit(x, values, 1, w=1.0 / se)
+        return float(slope), float(intercept)
+
+    slope, intercept = line(y)
+    design = np.stack([x, np.ones_like(x)], axis=1) / se[:, None]
+    covariance = np.linalg.inv(design.T @ design)
+    rng = np.random.default_rng(seed)
+    crossings, flat = [], 0
+    for _ in range(samples):
+        s, c = line(y + rng.normal(0.0, se))
+        if s <= 0:
+            flat += 1
+        else:
+            crossings.append(-c / s)
+    result: dict[str, Any] = {
+        "slope_per_decade": slope, "slope_se": float(math.sqrt(covariance[0, 0])),
+        "intercept": intercept, "points": len(x),
+        "never_crosses_share": flat / samples,
+        "crossing_log10_tokens": -intercept / slope if slope > 0 else None,
+    }
+    if crossings:
+        lo, hi = np.percentile(crossings, [2.5, 97.5])
+        result["crossing_log10_tokens_ci"] = [float(lo), float(hi)]
+    return result
+
+
+STAGES = ("experts", "data", "train", "evaluate", "games", "report")
+
+
+def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
+                 until: str = "report", extras: Sequence[str] = (), seed: int = 1,
+                 concurrency: int = 2, threads: int = 0, stockfish: str | None = None) -> Path:
+    if preset_name not in PRESETS:
+        raise click.UsageError(f"unknown preset {preset_name!r}; one of {sorted(PRESETS)}")
+    p = PRESETS[preset_name]
+    known = {run.name for run in p.runs}
+    if unknown := [name for name in runs if name not in known]:
+        raise click.UsageError(f"--runs: no run {unknown[0]!r} in preset {preset_name}; "
+                               f"one of {', '.join(sorted(known))}")
+    lay = Layout(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "preset.json", json.dumps({"preset": preset_name, **asdict(p)}, indent=2))
+    last = STAGES.index(until)
+    chosen = [run for run in p.runs if not runs or run.name in runs]
+    arms = [arm for arm in p.arms if any(run.arm == arm.name for run in chosen)]
+    stage_experts(p, lay, arms, seed, concurrency)
+    stage_data(lay, arms, workers=concurrency)
+    if last < STAGES.index("train"):
+        return out
+    stage_train(p, lay, chosen, seed, threads)
+    if last < STAGES.index("evaluate") or runs:
+        return out
+    stage_heldout(p, lay, seed, concurrency)
+    snapshots = stage_evaluate(p, lay, stage_export(p, lay), extras, seed, stockfish)
+    if last >= STAGES.index("games"):
+        stage_games(p, lay, snapshots, concurrency, seed)
+    if last < STAGES.index("report"):
+        return out
+    report = write_report(p, preset_name, lay, snapshots)
+    _stage("report", str(report))
+    return report
+
+
+@click.command("frontier")
+@click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="quick",
+              show_default=True, help="quick: about 15 minutes on two cores, tiny models; "
+              "full: the measurements of docs/frontier.md (hours).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--runs", default="", help="Train only these runs (comma-separated), so that "
+              "several processes can train side by side; the other stages are shared.")
+@click.option("--until", type=click.Choice(STAGES), default="report", show_default=True,
+              help="Stop after this stage.")
+@click.option("--extra", "extras", multiple=True, metavar="ARM=MODEL",
+              help="Also evaluate this ONNX model, trained on ARM's kind of data (repeatable): "
+                   "its size and tokens come from its metadata.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=0,
+              help="CPU threads for training (0: all).")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--stockfish", default=None, help="Stockfish binary [default: found on PATH].")
+def frontier_command(preset_name: str, out: Path, runs: str, until: str,
+                     extras: tuple[str, ...], concurrency: int, threads: int, seed: int,
+                     stockfish: str | None) -> None:
+    """Where the model transcends its experts, and how training compute moves it."""
+    names = [name.strip() for name in runs.split(",") if name.strip()]
+    click.echo(run_frontier(preset_name, out, runs=names, until=until, extras=extras,
+                            seed=seed, concurrency=concurrency, threads=threads,
+                            stockfish=stockfish))
+
+
+def _snapshot(name: str, arm: str, model: Path) -> Snapshot:
+    size, params, tokens = model_facts(model)
+    return Snapshot(name, size, arm, tokens, params, model)
+
+
+def parse_extra(text: str, arms: Sequence[str]) -> tuple[str, Path]:
+    """'eps0.4=models/default.onnx' -> ('eps0.4', Path('models/default.onnx')), checked."""
+    arm, sep, path = text.partition("=")
+    if not sep or not path:
+        raise click.BadParameter(f"expected ARM=MODEL, got {text!r}", param_hint="--extra")
+    if arm not in arms:
+        raise click.BadParameter(f"no arm {arm!r}; one of {', '.join(arms)}",
+                                 param_hint="--extra")
+    if not Path(path).is_file():
+        raise click.BadParameter(f"no model at {path}", param_hint="--extra")
+    return arm, Path(path)
+
+
+def _fresh(result: Path, source: Path) -> bool:
+    return result.exists() and result.stat().st_mtime >= source.stat().st_mtime
+
+
+def stage_evaluate(p: FrontierPreset, lay: Layout, exported: Sequence[tuple[Run, int, Path]],
+                   extras: Sequence[tuple[str, Path]], seed: int,
+                   stockfish: str | None) -> list[Snapshot]:
+    """The advantage analysis of every snapshot on the same positions.
+
+    The first snapshot draws the positions, stratified by familiarity in its own arm's training
+    data; every other model is scored on exactly those positions, with familiarity counted in
+    the training data of its own arm.
+    """
+    from transcend.evaluation.advantage import run_advantage
+
+    snapshots = [_snapshot(f"{run.name}-{tokens_label(tokens)}", run.arm, model)
+                 for run, tokens, model in exported]
+    snapshots += [_snapshot(f"{arm}-{path.stem}", arm, path) for arm, path in extras]
+    if not snapshots:
+        raise click.ClickException("no snapshot to evaluate: train first")
+    reference = lay.evaluation(snapshots[0].name) / "positions.csv"
+    for index, snap in enumerate(snapshots):
+        out = lay.evaluation(snap.name)
+        if _fresh(out / "summary.json", snap.model):
+            _stage("evaluate", f"{out} is up to date: skipped")
+            continue
+        _stage("evaluate", f"{snap.name}: advantage on {lay.heldout.name}")
+        drawing = {"per_bin": p.per_bin} if index == 0 else {"positions_from": reference}
+        run_advantage(snap.model, [lay.heldout], p.per_bin * 5, p.temps, out, nodes=p.nodes,
+                      seed=seed, cache=lay.out / "stockfish-cache", stockfish=stockfish,
+                      train_data=lay.data(snap.arm), progress=sys.stderr.isatty(), **drawing)
+    return snapshots
+
+
+def read_summary(lay: Layout, snap: Snapshot) -> dict[str, Any]:
+    return json.loads((lay.evaluation(snap.name) / "summary.json").read_text())
+
+
+def headline(summary: dict[str, Any], mode: str = "token") -> dict[str, Any]:
+    """The overall figures at the lowest non-zero temperature (T = 0.01 in the presets)."""
+    temps = [t for t in summary["temperatures"] if t > 0] or summary["temperatures"]
+    return summary["results"][mode][f"{min(temps):g}"]
+
+
+def best_snapshot(lay: Layout, snapshots: Sequence[Snapshot]) -> Snapshot:
+    """The snapshot with the highest overall gain at the lowest temperature (token mode)."""
+    return max(snapshots, key=lambda s: headline(read_summary(lay, s))["overall"]["gain"])
+
+
+def stage_games(p: FrontierPreset, lay: Layout, snapshots: Sequence[Snapshot], concurrency: int,
+                seed: int) -> Snapshot:
+    """The best snapshot against its own experts, a random mover and noisier experts."""
+    from transcend.evaluation.sweep import run_sweep
+
+    best = best_snapshot(lay, snapshots)
+    marker = lay.games / "model.txt"
+    if (marker.exists() and marker.read_text().strip() == str(best.model)
+            and _fresh(lay.games / "summary.md", best.model)):
+        _stage("games", f"{lay.games} is up to date: skipped")
+        return best
+    experts = next(arm.experts for arm in p.arms if arm.name == best.arm)
+    _stage("games", f"{best.name} at T = {', '.join(f'{t:g}' for t in p.match_temps)}")
+    lay.games.mkdir(parents=True, exist_ok=True)
+    write_atomic(marker, f"{best.model}\n")
+    run_sweep(best.model, p.match_temps, p.match_opponents, p.match_games, lay.games,
+              concurrency=concurrency, max_moves=p.max_moves, anchors={"random": 0.0},
+              seed=seed, progress=sys.stderr.isatty(), calibrate=False, experts=experts,
+              opponent_games=p.match_opponent_games)
+    return best
+
+
+def _pm(stats: dict[str, Any]) -> str:
+    """'+0.012 (-0.004 to +0.028)' for a gain with its interval; '-' when there is none."""
+    if stats.get("gain") is None:
+        return "-"
+    return f"{stats['gain']:+.3f} ({stats['ci_low']:+.3f} to {stats['ci_high']:+.3f})"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _crossing(summary: dict[str, Any], mode: str = "token") -> str:
+    cross = (summary.get("crossing") or {}).get(mode) or {}
+    if cross.get("familiarity") is None:
+        return cross.get("status", "-")
+    low = "-" if cross.get("low") is None else f"{cross['low']:,.0f}"
+    high = "beyond" if cross.get("high") is None else f"{cross['high']:,.0f}"
+    return f"{cross['familiarity']:,.0f} ({low} to {high}; {cross['status']})"
+
+
+def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path) -> Path | None:
+    """frontier-compute.png: gain per familiarity bin against tokens, one line per size and arm
+    (left); the overall gain against training FLOPs (right). Lowest temperature, token mode."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    import io
+
+    groups: dict[tuple[str, str], list[Snapshot]] = {}
+    for snap in sorted(snapshots, key=lambda s: s.tokens):
+        groups.setdefault((snap.size, snap.arm), []).append(snap)
+    bins = read_summary(lay, snapshots[0])["bins"]["familiarity"]
+    colours = plt.get_cmap("viridis")
+    styles = ["-", "--", ":", "-."]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    for g, ((size, arm), snaps) in enumerate(groups.items()):
+        tokens = [s.tokens for s in snaps]
+        heads = [headline(read_summary(lay, s)) for s in snaps]
+        for b, label in enumerate(bins):
+            gains = [(h["familiarity"] or {}).get(label, {}).get("gain") for h in heads]
+            left.plot(tokens, [float("nan") if v is None else v for v in gains],
+                      styles[g % len(styles)], marker="o", color=colours(b / max(1, len(bins))),
+                      label=f"{size} {arm}: familiarity {label}")
+        flops = [s.flops for s in snaps]
+        overall = [h["overall"] for h in heads]
+        right.errorbar(flops, [o["gain"] for o in overall],
+                       yerr=[[o["gain"] - o["ci_low"] for o in overall],
+                             [o["ci_high"] - o["gain"] for o in overall]],
+                       fmt=styles[g % len(styles)] + "o", capsize=3, label=f"{size} {arm}")
+    for ax, xlabel in ((left, "training tokens (characters)"), (right, "training FLOPs (6 N D)")):
+        ax.set_xscale("log")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("model - expert (win probability)")
+        ax.grid(alpha=0.3)
+    left.set_title("gain by familiarity bin, lowest temperature")
+    left.legend(fontsize="x-small", ncol=2)
+    right.set_title("overall gain with 95% intervals")
+    right.legend(fontsize="small")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
+                 snapshots: Sequence[Snapshot]) -> Path:
+    """report.md: data and diversity, every snapshot's figures, the trend and the games."""
+    summaries = {s.name: read_summary(lay, s) for s in snapshots}
+    first = summaries[snapshots[0].name]
+    temp = min([t for t in first["temperatures"] if t > 0] or first["temperatures"])
+    lines = [f"# Frontier study `{preset_name}`", "",
+             f"Reproduce with `transcend frontier --preset {preset_name} --out {lay.out}`. "
+             f"Positions: {first['positions']} from {lay.heldout.name}, "
+             f"sampling {json.dumps(first['sampling'])}; Stockfish {first['nodes']:,} nodes a "
+             f"position. Figures are token mode at T = {temp:g} unless named.", "",
+             "## Data", "", "| arm | experts | games | training tokens | diversity |",
+             "|---|---|---|---|---|"]
+    for arm in p.arms:
+        manifest_path = lay.data(arm.name) / "manifest.json"
+        if not manifest_path.exists():
+            continue
+        manifest = json.loads(manifest_path.read_text())
+        diversity = manifest.get("diversity") or {}
+        value = diversity.get("mean_normalized_entropy")
+        lines.append(f"| {arm.name} | {'; '.join(arm.experts)} | {manifest['games']['kept']:,} "
+                     f"| {manifest['tokens']['train']:,} | "
+                     f"{'-' if value is None else f'{value:.3f}'} "
+                     f"({diversity.get('positions', 0)} positions) |")
+    lines += ["", "## Every snapshot", "",
+              "| snapshot | size | parameters | tokens | FLOPs | gain | move mode | "
+              "majority move | crossing familiarity |", "|---|---|---|---|---|---|---|---|---|"]
+    for snap in snapshots:
+        head = headline(summaries[snap.name])
+        move = headline(summaries[snap.name], "move") if "move" in summaries[snap.name][
+            "results"] else {"overall": {}}
+        lines.append(f"| {snap.name} | {snap.size} | {snap.params:,} | {snap.tokens:,} | "
+                     f"{snap.flops:.2e} | {_pm(head['overall'])} | {_pm(move['overall'])} | "
+                     f"{_share(head['overall'].get('majority_share'))} | "
+                     f"{_crossing(summaries[snap.name])} |")
+    bins = first["bins"]["familiarity"]
+    lines += ["", "## Gain by familiarity", "", "| snapshot | " + " | ".join(bins) + " |",
+              "|---|" + "---|" * len(bins)]
+    for snap in snapshots:
+        fam = headline(summaries[snap.name]).get("familiarity") or {}
+        cells = [f"{_pm(fam.get(b, {}))} n={fam.get(b, {}).get('n', 0)}" for b in bins]
+        lines.append(f"| {snap.name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Trend", ""]
+    for (size, arm) in sorted({(s.size, s.arm) for s in snapshots}):
+        group = [s for s in snapshots if (s.size, s.arm) == (size, arm)]
+        if len({s.tokens for s in group}) < 2:
+            continue
+        overall = [headline(summaries[s.name])["overall"] for s in group]
+        fit = fit_trend([s.tokens for s in group], [o["gain"] for o in overall],
+                        [o["ci_low"] for o in overall], [o["ci_high"] for o in overall])
+        where = ("never, on this fit (the gain does not rise)"
+                 if fit["crossing_log10_tokens"] is None else
+                 f"10^{fit['crossing_log10_tokens']:.1f} tokens")
+        interval = fit.get("crossing_log10_tokens_ci")
+        lines.append(f"- {size} on {arm} ({fit['points']} snapshots): gain changes by "
+                     f"{fit['slope_per_decade']:+.4f} ± {fit['slope_se']:.4f} per tenfold "
+                     f"tokens; zero gain at {where}"
+                     + (f" (95%: 10^{interval[0]:.1f} to 10^{interval[1]:.1f})" if interval
+                        else "")
+                     + f"; {fit['never_crosses_share']:.0%} of redrawn fits never reach zero.")
+    plot = compute_plot(lay, snapshots, lay.out / "frontier-compute.png")
+    if plot is not None:
+        lines += ["", f"![gain against compute]({plot.name})"]
+    if (lay.games / "summary.md").exists():
+        lines += ["", "## Games", "", f"Model: `{(lay.games / 'model.txt').read_text().strip()}`",
+                  "", (lay.games / "summary.md").read_text()]
+    report = lay.out / "report.md"
+    write_atomic(report, "\n".join(lines) + "\n")
+    return report
