@@ -22,6 +22,7 @@ See ``docs/advantage.md``.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter
@@ -34,12 +35,14 @@ import click
 import numpy as np
 
 from transcend.engine.files import write_atomic
+from transcend.evaluation.advantage_frontier import crossing_point, frontier_plot, summary_json
 from transcend.evaluation.advantage_positions import (
     MIDDLEGAME_PLIES,
     OPENING_PLIES,
     PHASES,
     Position,
     phase_of,
+    read_positions_csv,
     sample_positions,
 )
 from transcend.evaluation.advantage_report import (
@@ -63,6 +66,15 @@ from transcend.evaluation.advantage_stockfish import (
     position_key,
     win_probability,
 )
+from transcend.evaluation.familiarity import (
+    FAMILIARITY_BINS,
+    PLY_BINS,
+    Familiarity,
+    TrainingIndex,
+    familiarity_of,
+    ply_bin,
+    sample_by_familiarity,
+)
 from transcend.evaluation.sweep import PAPER_TEMPERATURES, parse_temperatures
 
 # Names other modules import from here, whichever module now defines them.
@@ -84,7 +96,7 @@ DistributionFn = Callable[[chess.Board, float, str], Mapping[chess.Move, float]]
 
 @dataclass
 class AdvantageRow:
-    """One line of ``advantage.csv``: a mode, a phase (or ``all``) and a temperature."""
+    """One line of ``advantage.csv``: a mode, a phase or bin (or ``all``) and a temperature."""
 
     mode: str
     phase: str
@@ -101,6 +113,11 @@ class AdvantageRow:
     gain_high: float
     expert_match: float  # mean probability that the model plays the expert's move
     best_match: float  # mean probability that the model plays Stockfish's best move (or a tie)
+    # Positions with a majority move (familiarity >= 10) and the model's mean probability of it.
+    majority_positions: int = 0
+    majority_share: float = math.nan
+    # What ``phase`` labels: "all", a "phase", a "ply" bin or a "familiarity" bin.
+    group: str = "phase"
 
 
 CSV_COLUMNS = [f for f in AdvantageRow.__dataclass_fields__]
@@ -130,6 +147,24 @@ class AdvantageResult:
     best: np.ndarray = field(default_factory=lambda: np.zeros(0))
     random: np.ndarray = field(default_factory=lambda: np.zeros(0))
     model: dict[tuple[str, float], np.ndarray] = field(default_factory=dict)
+    modes: list[str] = field(default_factory=list)
+    temps: list[float] = field(default_factory=list)
+    seed: int = 0
+    # Per position: every legal move's win probability, Stockfish's best move, and the model's
+    # move probabilities (UCI -> p) per (mode, temperature).
+    wins: list[dict[str, float]] = field(default_factory=list)
+    best_moves: list[str] = field(default_factory=list)
+    probs: dict[tuple[str, float], list[dict[str, float]]] = field(default_factory=dict)
+    # With --train-data: each position's familiarity, and the model's probability of the
+    # majority move per (mode, temperature) (NaN where there is none).
+    train_data: Path | None = None
+    training_games: int = 0
+    familiarity: list[Familiarity] | None = None
+    majority: dict[tuple[str, float], np.ndarray] = field(default_factory=dict)
+    sampling: dict[str, object] = field(default_factory=dict)
+    crossing: dict[str, dict[str, object]] = field(default_factory=dict)
+    summary_json: Path | None = None
+    frontier_plot: Path | None = None
 
     def row(self, mode: str, temperature: float, phase: str = "all") -> AdvantageRow:
         for r in self.rows:
@@ -194,19 +229,45 @@ def _bootstrap_means(values: np.ndarray, samples: np.ndarray) -> tuple[float, fl
     return float(low), float(high)
 
 
+def _choose_positions(pgns: list[Path], positions: int, seed: int, index: TrainingIndex | None,
+                      per_bin: int | None, positions_from: Path | None,
+                      ) -> tuple[list[Position], Counter[str], dict[str, object]]:
+    """The positions to evaluate, what was skipped, and how they were chosen (for the summary)."""
+    skipped: Counter[str] = Counter()
+    if positions_from is not None:
+        sample = read_positions_csv(positions_from)
+        return sample, skipped, {"method": "positions-from", "file": str(positions_from),
+                                 "positions": len(sample)}
+    files = [str(p) for p in pgns]
+    if per_bin is not None:
+        if index is None:
+            raise ValueError("--per-bin needs --train-data: the bins are of familiarity")
+        sample, skipped, strata = sample_by_familiarity(pgns, index, per_bin, seed)
+        return sample, skipped, {"method": "per-bin", "pgn": files, "per_bin": per_bin,
+                                 "seed": seed, "candidates": strata.candidates,
+                                 "drawn": strata.drawn}
+    sample, skipped = sample_positions(pgns, positions, seed)
+    return sample, skipped, {"method": "phases", "pgn": files, "requested": positions,
+                             "seed": seed, "positions": len(sample)}
+
+
 def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[float], out: Path,
                   nodes: int = DEFAULT_NODES, seed: int = 0, *,
                   modes: Sequence[str] = MODES, cache: Path | None = None,
                   workers: int | None = None, bootstrap: int = DEFAULT_BOOTSTRAP,
                   distribution: DistributionFn | None = None, stockfish: str | None = None,
-                  device: str = "auto", plots: bool = True,
-                  progress: bool = False) -> AdvantageResult:
+                  device: str = "auto", plots: bool = True, progress: bool = False,
+                  train_data: Path | None = None, per_bin: int | None = None,
+                  positions_from: Path | None = None) -> AdvantageResult:
     """The whole advantage analysis; writes its files to ``out`` and returns the numbers.
 
     ``distribution`` replaces the model's move distribution (default: the engine's policy for
     ``model``, loaded before any search so that a bad model file fails fast). ``cache`` is the
     directory of the Stockfish cache (default ``~/.cache/transcend/advantage``); ``device`` is
-    where the model runs (``auto``, ``cpu``, ``cuda``, ``tensorrt``).
+    where the model runs (``auto``, ``cpu``, ``cuda``, ``tensorrt``). ``train_data`` (a folder
+    from ``data prepare``) adds familiarity and majority moves; ``per_bin`` draws that many
+    positions from each familiarity bin instead of ``positions`` by phase; ``positions_from``
+    evaluates the positions of an earlier run's positions.csv instead of drawing any.
     """
     for mode in modes:
         if mode not in MODES:
@@ -220,10 +281,16 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
             raise FileNotFoundError(f"no such PGN file: {path}")
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    sample, skipped = sample_positions([Path(p) for p in pgns], positions, seed)
+    index = TrainingIndex.load(train_data) if train_data is not None else None
+    if index is not None:
+        seconds["index"] = time.perf_counter() - start
+    start = time.perf_counter()
+    sample, skipped, sampling = _choose_positions([Path(p) for p in pgns], positions, seed,
+                                                  index, per_bin, positions_from)
     if not sample:
         reasons = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items())) or "no games"
         raise ValueError(f"no usable positions in the PGN files ({reasons})")
+    familiarity = None if index is None else [familiarity_of(index, p) for p in sample]
     seconds["sampling"] = time.perf_counter() - start
     dist = distribution or PolicyDistribution(model, device)
 
@@ -239,12 +306,16 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
     best = np.zeros(n)
     rand = np.zeros(n)
     best_moves: list[str] = []
+    keys = [(m, t) for m in modes for t in temps]
     model_wp: dict[tuple[str, float], np.ndarray] = {}
     p_expert: dict[tuple[str, float], np.ndarray] = {}
     p_best: dict[tuple[str, float], np.ndarray] = {}
-    for key in ((m, t) for m in modes for t in temps):
+    p_majority: dict[tuple[str, float], np.ndarray] = {}
+    all_probs: dict[tuple[str, float], list[dict[str, float]]] = {k: [{}] * n for k in keys}
+    for key in keys:
         for table in (model_wp, p_expert, p_best):
             table[key] = np.zeros(n)
+        p_majority[key] = np.full(n, math.nan)
     wins: list[dict[str, float]] = []
     for i, (position, score) in enumerate(zip(sample, scores, strict=True)):
         win = {m: win_probability(*s) for m, s in score.items()}
@@ -260,6 +331,7 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
     for i in sorted(range(n), key=lambda j: [m.uci() for m in sample[j].history]):
         win, board = wins[i], boards[i]
         expert_move = sample[i].expert
+        majority = familiarity[i].majority if familiarity is not None else ()
         # Moves that tie for best (two mates, say) all count as playing the best move.
         best_set = {chess.Move.from_uci(m) for m, w in win.items() if w == best[i]}
         for mode in modes:
@@ -274,48 +346,71 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
                                        if m.uci() in win) / total
                 p_expert[key][i] = probs.get(expert_move, 0.0) / total
                 p_best[key][i] = sum(probs.get(m, 0.0) for m in best_set) / total
+                if majority:
+                    p_majority[key][i] = sum(probs.get(m, 0.0) for m in majority) / total
+                all_probs[key][i] = {m.uci(): p / total for m, p in probs.items()
+                                     if m.uci() in win}
         bar.update(1)
     bar.close()
     seconds["model"] = time.perf_counter() - start
 
+    groups: list[tuple[str, Sequence[str], np.ndarray]] = [
+        ("all", ["all"], np.array(["all"] * n)),
+        ("phase", PHASES, np.array([p.phase for p in sample])),
+        ("ply", PLY_BINS, np.array([ply_bin(p.ply) for p in sample])),
+    ]
+    if familiarity is not None:
+        groups.append(("familiarity", FAMILIARITY_BINS, np.array([f.bin for f in familiarity])))
     rng = np.random.default_rng(seed)
     rows: list[AdvantageRow] = []
-    phases = np.array([p.phase for p in sample])
-    for phase in ("all", *PHASES):
-        mask = np.ones(n, bool) if phase == "all" else phases == phase
-        count = int(mask.sum())
-        if count == 0:
-            continue
-        # One set of resamples per phase, shared by every row: the intervals are paired.
-        samples = rng.integers(0, count, size=(bootstrap, count))
-        for mode in modes:
-            for t in temps:
-                key = (mode, t)
+    for group, labels, of in groups:
+        for label in labels:
+            mask = of == label
+            count = int(mask.sum())
+            if count == 0:
+                continue
+            # One set of resamples per bin, shared by every row: the intervals are paired.
+            samples = rng.integers(0, count, size=(bootstrap, count))
+            for key in keys:
                 mw = model_wp[key][mask]
                 gains = mw - expert[mask]
                 m_low, m_high = _bootstrap_means(mw, samples)
                 g_low, g_high = _bootstrap_means(gains, samples)
+                maj = p_majority[key][mask]
+                has = ~np.isnan(maj)
                 rows.append(AdvantageRow(
-                    mode, phase, t, count, float(mw.mean()), m_low, m_high,
+                    key[0], label, key[1], count, float(mw.mean()), m_low, m_high,
                     float(expert[mask].mean()), float(rand[mask].mean()),
                     float(best[mask].mean()), float(gains.mean()), g_low, g_high,
-                    float(p_expert[key][mask].mean()), float(p_best[key][mask].mean())))
+                    float(p_expert[key][mask].mean()), float(p_best[key][mask].mean()),
+                    int(has.sum()), float(maj[has].mean()) if has.any() else math.nan, group))
 
     out.mkdir(parents=True, exist_ok=True)
     result = AdvantageResult(
         rows=rows, positions=sample, skipped=skipped, out=out, csv=out / "advantage.csv",
         positions_csv=out / "positions.csv", summary=out / "summary.md", plot=None,
-        gains_plot=None, nodes=nodes, engine=engine, cache_hits=hits, requested=positions,
-        seconds=seconds,
-        expert=expert, best=best, random=rand, model=model_wp)
+        gains_plot=None, nodes=nodes, engine=engine, cache_hits=hits,
+        requested=positions if sampling["method"] == "phases" else 0, seconds=seconds,
+        expert=expert, best=best, random=rand, model=model_wp, modes=list(modes),
+        temps=list(temps), seed=seed, wins=wins, best_moves=best_moves, probs=all_probs,
+        train_data=train_data, training_games=len(index) if index is not None else 0,
+        familiarity=familiarity, majority=p_majority, sampling=sampling,
+        summary_json=out / "summary.json")
+    if familiarity is not None:
+        counts = np.array([f.count for f in familiarity], dtype=float)
+        result.crossing = {m: crossing_point(counts, model_wp[(m, min(temps))] - expert,
+                                             bootstrap, seed) | {"temperature": min(temps)}
+                           for m in modes}
     _write_csv(result.csv, CSV_COLUMNS,
                [[_cell(getattr(r, c)) for c in CSV_COLUMNS] for r in rows])
     _write_positions(result, boards, best_moves, modes, temps)
     if plots:
         result.plot, result.gains_plot = _plots(result, modes, temps)
+        if familiarity is not None:
+            result.frontier_plot = frontier_plot(result)
+    write_atomic(result.summary_json, json.dumps(summary_json(result, model), indent=2) + "\n")
     write_atomic(result.summary, summary_markdown(result, model, modes, temps))
     return result
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,6 +428,16 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
                                                        path_type=Path))
 @click.option("--positions", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Positions to draw, a third from each phase.")
+@click.option("--train-data", type=click.Path(path_type=Path), default=None,
+              help="A folder from `data prepare` (its train.bin): adds familiarity, majority "
+                   "moves, the familiarity bins and frontier.png.")
+@click.option("--per-bin", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Draw up to N positions from each familiarity bin (needs --train-data) "
+                   "instead of --positions by phase.")
+@click.option("--positions-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, metavar="CSV",
+              help="Evaluate exactly the positions of an earlier run's positions.csv "
+                   "(instead of PGN files).")
 @click.option("--temps", default=",".join(f"{t:g}" for t in PAPER_TEMPERATURES),
               show_default=True, help="Comma-separated temperatures (0 = greedy).")
 @click.option("--mode", "mode", type=click.Choice(["token", "move", "both"]), default="both",
@@ -353,7 +458,8 @@ def run_advantage(model: Path, pgns: list[Path], positions: int, temps: list[flo
               show_default=True, help="Where the model runs.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def advantage_command(model: Path | None, pgn_options: tuple[Path, ...],
-                      pgn_args: tuple[Path, ...], positions: int, temps: str, mode: str,
+                      pgn_args: tuple[Path, ...], positions: int, train_data: Path | None,
+                      per_bin: int | None, positions_from: Path | None, temps: str, mode: str,
                       nodes: int, out: Path, cache: Path | None, workers: int | None,
                       bootstrap: int, seed: int, stockfish: str | None, device: str,
                       quiet: bool) -> None:
@@ -364,8 +470,16 @@ def advantage_command(model: Path | None, pgn_options: tuple[Path, ...],
     move, the best move and a random move.
     """
     pgns = list(dict.fromkeys([*pgn_options, *pgn_args]))
-    if not pgns:
+    if positions_from is not None:
+        if pgns:
+            raise click.UsageError("--positions-from takes the positions from its file: "
+                                   "give no PGN files with it")
+        if per_bin is not None:
+            raise click.UsageError("--positions-from and --per-bin cannot go together")
+    elif not pgns:
         raise click.UsageError("give at least one PGN file (--pgn GAMES.pgn)")
+    if per_bin is not None and train_data is None:
+        raise click.UsageError("--per-bin needs --train-data: the bins are of familiarity")
     try:
         temperatures = parse_temperatures(allow_zero=True, text=temps)
     except ValueError as exc:
@@ -379,11 +493,14 @@ def advantage_command(model: Path | None, pgn_options: tuple[Path, ...],
     modes = list(MODES) if mode == "both" else [mode]
     result = run_advantage(model, pgns, positions, temperatures, out, nodes, seed, modes=modes,
                            cache=cache, workers=workers, bootstrap=bootstrap,
-                           stockfish=stockfish, device=device, progress=not quiet)
+                           stockfish=stockfish, device=device, progress=not quiet,
+                           train_data=train_data, per_bin=per_bin,
+                           positions_from=positions_from)
     click.echo(result.table_markdown())
     skipped = ", ".join(f"{v} {k}" for k, v in sorted(result.skipped.items())) or "nothing"
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     click.echo(f"{len(result.positions)} positions ({result.cache_hits} analyses cached; "
                f"skipped: {skipped}); {timing}", err=True)
-    click.echo(f"wrote {result.csv}, {result.summary}"
-               + (f", {result.plot}, {result.gains_plot}" if result.plot else ""), err=True)
+    written = [result.csv, result.positions_csv, result.summary, result.summary_json,
+               result.plot, result.gains_plot, result.frontier_plot]
+    click.echo(f"wrote {', '.join(str(p) for p in written if p)}", err=True)

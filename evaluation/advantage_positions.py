@@ -211,3 +211,36 @@ def sample_positions(pgns: Sequence[Path], n: int, seed: int = 0,
                 break
             take(game, anywhere=True)
     return chosen, skipped
+
+
+def read_positions_csv(path: Path) -> list[Position]:
+    """The positions of an earlier run's ``positions.csv`` (its ``moves``, ``expert_move`` and
+    ``source`` columns), in its order; ValueError (one line) when it cannot be one."""
+    import csv
+
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"--positions-from {path}: cannot read it ({exc})") from None
+    if not rows or not {"moves", "expert_move"} <= set(rows[0]):
+        raise ValueError(f"--positions-from {path}: not a positions.csv with moves and "
+                         "expert_move columns (one written by `transcend advantage`)")
+    positions: list[Position] = []
+    for number, row in enumerate(rows, 2):  # line 1 is the header
+        board = chess.Board()
+        try:
+            for uci in (row["moves"] or "").split():
+                move = chess.Move.from_uci(uci)
+                if move not in board.legal_moves:
+                    raise ValueError(uci)
+                board.push(move)
+            expert = chess.Move.from_uci(row["expert_move"] or "")
+            if expert not in board.legal_moves:
+                raise ValueError(row["expert_move"])
+        except ValueError as exc:
+            raise ValueError(f"--positions-from {path}: line {number}: illegal or unreadable "
+                             f"move {exc}") from None
+        positions.append(Position(tuple(board.move_stack), expert,
+                                  row.get("source") or f"{path.name}:{number}"))
+    return positions

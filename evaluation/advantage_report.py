@@ -16,6 +16,7 @@ import numpy as np
 from transcend.engine.files import write_atomic
 from transcend.evaluation.advantage_positions import MIDDLEGAME_PLIES, OPENING_PLIES
 from transcend.evaluation.advantage_stockfish import LICHESS_K
+from transcend.evaluation.familiarity import FAMILIARITY_BINS, MAJORITY_MIN, PLY_BINS, ply_bin
 
 if TYPE_CHECKING:
     from transcend.evaluation.advantage import AdvantageResult
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
 def _cell(value: object) -> object:
     return f"{value:.6g}" if isinstance(value, float) else value
-
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -34,19 +34,34 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object
     write_atomic(path, buffer.getvalue())
 
 
+def _moves_cell(values: dict[str, float]) -> str:
+    """``e2e4:0.52 d2d4:0.51 ...``: one number per legal move, best first."""
+    return " ".join(f"{m}:{v:.6g}" for m, v in sorted(values.items(), key=lambda kv: -kv[1]))
+
+
 def _write_positions(result: AdvantageResult, boards: Sequence[chess.Board],
                      best_moves: Sequence[str], modes: Sequence[str],
                      temps: Sequence[float]) -> None:
+    """positions.csv: one row per position, with everything needed to redo the analysis."""
     keys = [(m, t) for m in modes for t in temps]
     header = ["source", "ply", "phase", "fen", "legal_moves", "expert_move", "best_move",
               "expert_win_prob", "best_win_prob", "random_win_prob",
-              *[f"model_{m}_T{t:g}" for m, t in keys]]
+              *[f"model_{m}_T{t:g}" for m, t in keys],
+              "moves", "ply_bin", "familiarity", "familiarity_bin", "majority_move",
+              "majority_count", "win_probs", *[f"probs_{m}_T{t:g}" for m, t in keys]]
     rows = []
     for i, (pos, board) in enumerate(zip(result.positions, boards, strict=True)):
+        fam = result.familiarity[i] if result.familiarity is not None else None
         rows.append([pos.source, pos.ply, pos.phase, board.fen(), board.legal_moves.count(),
                      pos.expert.uci(), best_moves[i], _cell(result.expert[i]),
                      _cell(result.best[i]), _cell(result.random[i]),
-                     *[_cell(result.model[k][i]) for k in keys]])
+                     *[_cell(result.model[k][i]) for k in keys],
+                     " ".join(m.uci() for m in pos.history), ply_bin(pos.ply),
+                     "" if fam is None else fam.count, "" if fam is None else fam.bin,
+                     "" if fam is None else " ".join(m.uci() for m in fam.majority),
+                     "" if fam is None or not fam.majority else fam.majority_count,
+                     _moves_cell(result.wins[i]) if result.wins else "",
+                     *[_moves_cell(result.probs[k][i]) if result.probs else "" for k in keys]])
     _write_csv(result.positions_csv, header, rows)
 
 
@@ -105,11 +120,36 @@ def summary_markdown(result: AdvantageResult, model: Path, modes: Sequence[str],
               "| phase | positions | model | expert | gain (95% CI) | random | best |",
               "|---|---|---|---|---|---|---|"]
     for r in result.rows:
-        if r.phase != "all" and r.mode == mode and r.temperature == top.temperature:
+        if r.group == "phase" and r.mode == mode and r.temperature == top.temperature:
             lines.append(f"| {r.phase} | {r.positions} | {r.model_win_prob:.3f} | "
                          f"{r.expert_win_prob:.3f} | {r.gain:+.3f} ({r.gain_low:+.3f} to "
                          f"{r.gain_high:+.3f}) | {r.random_win_prob:.3f} | "
                          f"{r.best_win_prob:.3f} |")
+    if result.familiarity is not None:
+        lines += ["", f"## By familiarity ({mode} mode)", "",
+                  f"Familiarity: how many of the {result.training_games:,} training games in "
+                  f"`{result.train_data}` began with exactly the moves that led to the position. "
+                  f"The majority move (familiarity {MAJORITY_MIN} or more) is the move those "
+                  "games played most often next; \"plays majority\" is the model's mean "
+                  "probability of it, over the positions that have one.", "",
+                  *_bin_table(result, mode, "familiarity", FAMILIARITY_BINS)]
+        for m, cross in result.crossing.items():
+            lines += ["", _crossing_text(m, cross)]
+    lines += ["", f"## By ply ({mode} mode)", "",
+              "The ply of the move being chosen: 1 is white's first move.", "",
+              *_bin_table(result, mode, "ply", PLY_BINS)]
+    sampling = result.sampling
+    if sampling.get("method") == "per-bin":
+        cands, drawn = sampling["candidates"], sampling["drawn"]
+        lines += ["", "## Sampling", "",
+                  f"Up to {sampling['per_bin']} positions per familiarity bin, drawn uniformly "
+                  f"(seed {sampling['seed']}) from every position with two or more legal moves "
+                  "of the held-out games:", "",
+                  "| familiarity | candidates | drawn |", "|---|---|---|",
+                  *[f"| {b} | {cands[b]:,} | {drawn[b]} |" for b in FAMILIARITY_BINS]]
+    elif sampling.get("method") == "positions-from":
+        lines += ["", "## Sampling", "",
+                  f"The {sampling['positions']} positions of `{sampling['file']}`."]
     skipped = ", ".join(f"{v} {k}" for k, v in sorted(result.skipped.items())) or "none"
     sources = sorted({p.source.rsplit("#", 1)[0] for p in result.positions})
     lines += ["", "## Setup", "",
@@ -126,6 +166,44 @@ def summary_markdown(result: AdvantageResult, model: Path, modes: Sequence[str],
               f"- temperatures: {', '.join(f'{t:g}' for t in temps)}; modes: {', '.join(modes)}",
               ""]
     return "\n".join(lines)
+
+
+def _bin_table(result: AdvantageResult, mode: str, group: str,
+               labels: Sequence[str]) -> list[str]:
+    lines = ["| bin | T | positions | model | expert | gain (95% CI) | random | best | "
+             "plays majority |", "|---|---|---|---|---|---|---|---|---|"]
+    for label in labels:
+        for r in result.rows:
+            if r.group == group and r.phase == label and r.mode == mode:
+                majority = ("-" if r.majority_positions == 0 else
+                            f"{r.majority_share:.1%} ({r.majority_positions})")
+                lines.append(
+                    f"| {label} | {r.temperature:g} | {r.positions} | {r.model_win_prob:.3f} | "
+                    f"{r.expert_win_prob:.3f} | {r.gain:+.3f} ({r.gain_low:+.3f} to "
+                    f"{r.gain_high:+.3f}) | {r.random_win_prob:.3f} | {r.best_win_prob:.3f} | "
+                    f"{majority} |")
+    return lines
+
+
+def _crossing_text(mode: str, cross: dict[str, object]) -> str:
+    head = f"Crossing ({mode} mode, T = {cross['temperature']:g}): "
+    status = cross["status"]
+    if status == "insufficient":
+        return head + "too few positions or familiarities for a fit."
+
+    def fmt(v: object) -> str:
+        return "beyond any familiarity" if v is None else f"{float(v):,.1f}"  # type: ignore[arg-type]
+
+    interval = f"95% CI {fmt(cross['low'])} to {fmt(cross['high'])}"
+    if status == "no crossing":
+        return (head + f"the fitted gain does not rise with familiarity (slope "
+                f"{cross['slope']:+.4f} per decade), so it crosses zero nowhere ({interval}).")
+    outside = {"extrapolated": "; beyond the familiarities measured",
+               "above zero everywhere": "; the line is above zero at every familiarity"
+               }.get(str(status), "")
+    return (head + f"the fitted gain {cross['intercept']:+.4f} {cross['slope']:+.4f} x "
+            f"log10(1 + familiarity) is zero at familiarity {fmt(cross['familiarity'])} "
+            f"({interval}{outside}). See frontier.png.")
 
 
 def _plots(result: AdvantageResult, modes: Sequence[str],
