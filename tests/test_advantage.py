@@ -271,7 +271,11 @@ def test_command_with_tiny_model(tmp_path: Path, tiny_onnx: Path, games_pgn: Pat
         rows = list(csv.DictReader(handle))
     assert {"temperature", "model_win_prob", "expert_win_prob", "random_win_prob",
             "best_win_prob", "positions"} <= set(rows[0])
-    assert len(rows) == 2 * 2 * 4  # modes x temperatures x (all + three phases)
+    phases = [r for r in rows if r["group"] in ("all", "phase")]
+    assert len(phases) == 2 * 2 * 4  # modes x temperatures x (all + three phases)
+    # Ply bins always; familiarity bins only with --train-data.
+    assert {r["group"] for r in rows} == {"all", "phase", "ply"}
+    assert sum(int(r["positions"]) for r in rows if r["group"] == "ply") == 2 * 2 * 6
     for row in rows:
         assert 0.0 <= float(row["random_win_prob"]) <= float(row["best_win_prob"]) <= 1.0
         assert 0.0 <= float(row["model_win_prob"]) <= float(row["best_win_prob"]) + 1e-9
