@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from cli_helpers import cli
 
-from transcend.training.frontier import PRESETS, fit_trend, tokens_label
+from transcend.training.frontier import PRESETS, Arm, FrontierPreset, Run, fit_trend, tokens_label
 
 
 def test_tokens_label() -> None:
@@ -46,3 +51,56 @@ def test_presets_share_one_schedule_and_keep_log_spaced_snapshots() -> None:
         # One size has five snapshots, another at least two, and one more arm at least two.
         counts = sorted(len(run.keep) for run in preset.runs)
         assert counts[-1] >= 5 and len(preset.runs) >= 3 and len(arms) >= 2
+
+
+def _smallest_preset() -> FrontierPreset:
+    """The quick preset cut down to seconds: two arms, three runs, a handful of positions."""
+    experts = [f"sf:skill={k},nodes=20,eps=0.4,elo=1000" for k in (0, 1)]
+    return replace(
+        PRESETS["quick"],
+        arms=[Arm("a", experts, 40), Arm("b", [e.replace("eps=0.4", "eps=0.2") for e in experts],
+                                            40)],
+        runs=[Run("a-tiny", "a", "tiny", [4096, 8192]), Run("b-tiny", "b", "tiny", [4096])],
+        schedule_tokens=8192, heldout_games=12, per_bin=3, nodes=200, max_plies=60,
+        match_games=1, match_opponent_games=1, max_moves=12,
+        match_opponents=["random", "sf:skill=0,nodes=20,eps=0.8"])
+
+
+@pytest.mark.slow
+def test_frontier_end_to_end_then_resumes(tmp_path: Path, stockfish: str,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(PRESETS, "quick", _smallest_preset())
+    out = tmp_path / "study"
+    args = ["frontier", "--preset", "quick", "--out", str(out), "--threads", "1"]
+    code, err = cli(args, capsys)
+    assert code == 0, err[-3000:]
+    for name in ("a-tiny-4096", "a-tiny-8192", "b-tiny-4096"):
+        summary = json.loads((out / "eval" / name / "summary.json").read_text())
+        assert summary["results"]["token"]["0.01"]["familiarity"] is not None
+    # Every model is scored on the positions the first one drew.
+    fens = {name: sorted(row["fen"] for row in csv.DictReader(
+        (out / "eval" / name / "positions.csv").read_text().splitlines()))
+        for name in ("a-tiny-4096", "b-tiny-4096")}
+    assert fens["a-tiny-4096"] == fens["b-tiny-4096"] and fens["a-tiny-4096"]
+    report = (out / "report.md").read_text()
+    for heading in ("## Data", "## Every snapshot", "## Gain by familiarity", "## Trend",
+                    "## Games"):
+        assert heading in report
+    assert "tiny on a (2 snapshots)" in report
+    assert (out / "frontier-compute.png").stat().st_size > 1000
+    assert (out / "games" / "games.pgn").read_text().count("[Event ") >= 4
+
+    code, err = cli(args, capsys)
+    assert code == 0, err[-3000:]
+    for stage in ("experts", "data", "train", "evaluate", "games"):
+        lines = [x for x in err.splitlines() if f"] {stage}:" in x]
+        assert lines and all("skipped" in x for x in lines), (stage, lines)
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = cli(["frontier", "--out", str(tmp_path / "x"), "--runs", "nope"], capsys)
+    assert code == 2 and "no run 'nope'" in err and "Traceback" not in err
+    code, err = cli(["frontier", "--out", str(tmp_path / "x"), "--extra", "eps0.4"], capsys)
+    assert code == 2 and "ARM=MODEL" in err

@@ -309,6 +309,7 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
     if unknown := [name for name in runs if name not in known]:
         raise click.UsageError(f"--runs: no run {unknown[0]!r} in preset {preset_name}; "
                                f"one of {', '.join(sorted(known))}")
+    extra_models = [parse_extra(text, [arm.name for arm in p.arms]) for text in extras]
     lay = Layout(out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "preset.json", json.dumps({"preset": preset_name, **asdict(p)}, indent=2))
@@ -323,7 +324,8 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
     if last < STAGES.index("evaluate") or runs:
         return out
     stage_heldout(p, lay, seed, concurrency)
-    snapshots = stage_evaluate(p, lay, stage_export(p, lay), extras, seed, stockfish)
+    snapshots = stage_evaluate(p, lay, stage_export(p, lay), extra_models, seed,
+                               stockfish)
     if last >= STAGES.index("games"):
         stage_games(p, lay, snapshots, concurrency, seed)
     if last < STAGES.index("report"):
