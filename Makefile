@@ -9,7 +9,8 @@ STOCKFISH_BIN := $(shell command -v stockfish 2>/dev/null || ls /usr/games/stock
 MODEL ?= models/default.onnx
 OUT ?= out
 
-.PHONY: help install stockfish test lint run bench evaluate experiment-tiny experiment-cpu clean
+.PHONY: help install stockfish test lint run bench evaluate frontier-quick frontier-full \
+  experiment-tiny experiment-cpu clean
 
 help:
 	@echo "make run    play the bundled model against Stockfish levels and print a rating list"
@@ -17,6 +18,7 @@ help:
 	@echo "make bench  run the speed benchmarks (figures in README.md)"
 	@echo "make evaluate   the model card's figures for MODEL (default: the bundled model)"
 	@echo "make experiment-tiny / experiment-cpu   the whole study in one command"
+	@echo "make frontier-quick / frontier-full   where the model transcends, against compute"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +81,14 @@ evaluate: $(STAMP) stockfish
 	  --opponent random --anchor random=0 --games $(SWEEP_GAMES) \
 	  --opponent-games $(OPPONENT_GAMES) --concurrency 2 --out $(OUT)/sweep --quiet \
 	  --no-calibration
+
+# Where the model transcends, by familiarity, and how training compute moves it
+# (docs/frontier.md). Resumable; quick: about 15 minutes on 2 cores; full: hours.
+frontier-quick: $(STAMP) stockfish
+	$(BIN)/transcend frontier --preset quick --out $(OUT)/frontier-quick
+
+frontier-full: $(STAMP) stockfish
+	$(BIN)/transcend frontier --preset full --out $(OUT)/frontier-full --extra eps0.4=$(MODEL)
 
 experiment-tiny: $(STAMP) stockfish
 	$(BIN)/transcend experiment --preset tiny --out $(OUT)/experiment-tiny

@@ -301,7 +301,8 @@ STAGES = ("experts", "data", "train", "evaluate", "games", "report")
 
 def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
                  until: str = "report", extras: Sequence[str] = (), seed: int = 1,
-                 concurrency: int = 2, threads: int = 0, stockfish: str | None = None) -> Path:
+                 concurrency: int = 2, threads: int = 0, stockfish: str | None = None,
+                 train_more: bool = True) -> Path:
     if preset_name not in PRESETS:
         raise click.UsageError(f"unknown preset {preset_name!r}; one of {sorted(PRESETS)}")
     p = PRESETS[preset_name]
@@ -320,7 +321,10 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
     stage_data(lay, arms, workers=concurrency)
     if last < STAGES.index("train"):
         return out
-    stage_train(p, lay, chosen, seed, threads)
+    if train_more:
+        stage_train(p, lay, chosen, seed, threads)
+    else:
+        _stage("train", "--no-train: evaluating the snapshots that exist")
     if last < STAGES.index("evaluate") or runs:
         return out
     stage_heldout(p, lay, seed, concurrency)
@@ -340,26 +344,28 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
               show_default=True, help="quick: about 15 minutes on two cores, tiny models; "
               "full: the measurements of docs/frontier.md (hours).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--runs", default="", help="Train only these runs (comma-separated), so that "
-              "several processes can train side by side; the other stages are shared.")
+@click.option("--runs", default="", help="Only make the data of these runs (comma-separated) "
+              "and train them, then stop: several processes can train side by side.")
 @click.option("--until", type=click.Choice(STAGES), default="report", show_default=True,
               help="Stop after this stage.")
 @click.option("--extra", "extras", multiple=True, metavar="ARM=MODEL",
               help="Also evaluate this ONNX model, trained on ARM's kind of data (repeatable): "
                    "its size and tokens come from its metadata.")
+@click.option("--train/--no-train", "train_more", default=True, show_default=True,
+              help="--no-train evaluates the snapshots that exist, training nothing further.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0,
               help="CPU threads for training (0: all).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--stockfish", default=None, help="Stockfish binary [default: found on PATH].")
 def frontier_command(preset_name: str, out: Path, runs: str, until: str,
-                     extras: tuple[str, ...], concurrency: int, threads: int, seed: int,
-                     stockfish: str | None) -> None:
+                     extras: tuple[str, ...], train_more: bool, concurrency: int,
+                     threads: int, seed: int, stockfish: str | None) -> None:
     """Where the model transcends its experts, and how training compute moves it."""
     names = [name.strip() for name in runs.split(",") if name.strip()]
     click.echo(run_frontier(preset_name, out, runs=names, until=until, extras=extras,
                             seed=seed, concurrency=concurrency, threads=threads,
-                            stockfish=stockfish))
+                            stockfish=stockfish, train_more=train_more))
 
 
 def _snapshot(name: str, arm: str, model: Path) -> Snapshot:
