@@ -81,3 +81,29 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
             [str(tmp_path / "missing.pgn")], "no such file"):
         code, err = cli(["data", "diversity", *args], capsys)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_position_key_is_the_full_fen() -> None:
+    import random
+
+    import chess
+
+    from transcend.training.diversity import position_key
+
+    rng = random.Random(5)
+    fens: dict[tuple[object, ...], str] = {}
+    for _ in range(60):
+        board = chess.Board()
+        for _ in range(rng.randrange(1, 30)):
+            if board.is_game_over():
+                break
+            board.push(rng.choice(list(board.legal_moves)))
+            assert fens.setdefault(position_key(board), board.fen()) == board.fen()
+    assert len(set(fens.values())) == len(fens)
+    # A double pawn step that no pawn can take en passant leaves no square in the FEN; one
+    # that can be taken does.
+    quiet, open_ = chess.Board(), chess.Board("4k3/8/8/8/3p4/8/4P3/4K3 w - - 0 1")
+    quiet.push_san("e4")
+    open_.push_san("e4")
+    assert quiet.ep_square is not None and " - " in quiet.fen() and " e3 " in open_.fen()
+    assert position_key(quiet)[10] is None and position_key(open_)[10] == chess.E3

@@ -61,6 +61,16 @@ def _trie(games: Iterable[str], moves: int) -> tuple[dict[str, list[Any]], int]:
     return root, count
 
 
+def position_key(board: chess.Board) -> tuple[object, ...]:
+    """Equal exactly when the boards' full FENs are (pieces, side to move, castling rights, a
+    legal en passant square, both move counters), and about ten times faster than the FEN."""
+    return (board.pawns, board.knights, board.bishops, board.rooks, board.queens, board.kings,
+            board.occupied_co[chess.WHITE], board.occupied_co[chess.BLACK], board.turn,
+            board.clean_castling_rights(),
+            board.ep_square if board.has_legal_en_passant() else None,
+            board.halfmove_clock, board.fullmove_number)
+
+
 def diversity(games: Iterable[str], min_count: int = MIN_COUNT,
               max_ply: int = MAX_PLY) -> dict[str, Any]:
     """The measure over ``games`` (movetexts); ``value`` is None when no position qualified.
@@ -69,13 +79,13 @@ def diversity(games: Iterable[str], min_count: int = MIN_COUNT,
     ``unreadable``): prepared data is not replayed unless ``--validate`` asked for it.
     """
     root, count = _trie(games, max_ply + 1)
-    moves: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    moves: defaultdict[tuple[object, ...], Counter[str]] = defaultdict(Counter)
     board = chess.Board()
     unreadable = 0
 
     def visit(node: dict[str, list[Any]]) -> None:  # depth is at most max_ply + 1
         nonlocal unreadable
-        seen = moves[board.fen()]
+        seen = moves[position_key(board)]
         for san, (n, _) in node.items():
             seen[san] += n
         for san, (n, children) in node.items():
