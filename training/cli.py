@@ -50,6 +50,10 @@ DATA_COMMANDS: dict[str, tuple[str, str]] = {
         "transcend.training.experts_cli:experts_command",
         "Play games between noisy expert engines and write them as PGN.",
     ),
+    "diversity": (
+        "transcend.training.diversity:diversity_command",
+        "The paper's diversity measure of prepared data or PGN files.",
+    ),
 }
 
 
