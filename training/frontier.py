@@ -168,16 +168,28 @@ def stage_heldout(p: FrontierPreset, lay: Layout, seed: int, concurrency: int) -
 
 
 def stage_data(lay: Layout, arms: Sequence[Arm], workers: int) -> None:
+    """Prepared data for every arm, with the paper's diversity measure in its manifest."""
+    from transcend.training.diversity import (
+        describe,
+        diversity,
+        games_of_inputs,
+        record_in_manifest,
+    )
     from transcend.training.prepare import prepare
 
     for arm in arms:
         data, pgn = lay.data(arm.name), lay.pgn(arm.name)
         manifest = data / "manifest.json"
         if manifest.exists() and manifest.stat().st_mtime >= pgn.stat().st_mtime:
-            _stage("data", f"{data} is up to date: skipped")
-            continue
-        _stage("data", f"preparing {pgn}")
-        prepare([str(pgn)], data, workers=workers)
+            if "diversity" in json.loads(manifest.read_text()):
+                _stage("data", f"{data} is up to date: skipped")
+                continue
+        else:
+            _stage("data", f"preparing {pgn}")
+            prepare([str(pgn)], data, workers=workers)
+        result = diversity(games_of_inputs([str(data)]))
+        record_in_manifest(data, result)
+        _stage("data", f"{arm.name}: {describe(result)}")
 
 
 def run_config(p: FrontierPreset, lay: Layout, run: Run, seed: int, threads: int) -> Any:
@@ -547,7 +559,7 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
             continue
         manifest = json.loads(manifest_path.read_text())
         diversity = manifest.get("diversity") or {}
-        value = diversity.get("mean_normalized_entropy")
+        value = diversity.get("value")
         lines.append(f"| {arm.name} | {'; '.join(arm.experts)} | {manifest['games']['kept']:,} "
                      f"| {manifest['tokens']['train']:,} | "
                      f"{'-' if value is None else f'{value:.3f}'} "
