@@ -48,9 +48,9 @@ def test_presets_share_one_schedule_and_keep_log_spaced_snapshots() -> None:
             assert max(run.keep) <= preset.schedule_tokens
             ratios = [b / a for a, b in zip(run.keep, run.keep[1:], strict=False)]
             assert all(r >= 1.9 for r in ratios) and not any(math.isnan(r) for r in ratios)
-        # One size has five snapshots, another at least two, and one more arm at least two.
+        # One size has four or more snapshots, another at least two, and one more arm too.
         counts = sorted(len(run.keep) for run in preset.runs)
-        assert counts[-1] >= 5 and len(preset.runs) >= 3 and len(arms) >= 2
+        assert counts[-1] >= 4 and counts[0] >= 2 and len(preset.runs) >= 3 and len(arms) >= 2
 
 
 def _smallest_preset() -> FrontierPreset:
