@@ -110,6 +110,10 @@ def summary_markdown(result: AdvantageResult, model: Path, modes: Sequence[str],
         f"Stockfish's best move {top.best_win_prob:.3f}. Win probabilities are for the side to "
         "move, from Stockfish's score through Lichess's curve; the interval is a bootstrap over "
         "positions.")
+    if result.sampling.get("method") == "per-bin":
+        lines += ["", "The positions are stratified by familiarity (see Sampling): the overall "
+                      "figures weigh every familiarity bin alike, not as often as it comes up "
+                      "in play. The bins are the measure here."]
     share = _share_of_top(result.model[(mode, top.temperature)] - result.expert)
     if not math.isnan(share):
         lines += ["", f"Concentration: at T = {top.temperature:g} the 10% of positions where the "

@@ -193,6 +193,9 @@ def test_per_bin_run_then_positions_from(tmp_path: Path, study: tuple[Path, Path
     fam = bins["10-99"]
     assert fam["majority_n"] == fam["n"] > 0 and 0 < fam["majority_share"] < 0.1
     assert summary["crossing"]["move"]["temperature"] == 0.1
+    text = first.summary.read_text()
+    assert "## By familiarity" in text and "| 10-99 | 0.1 |" in text and "stratified" in text
+    assert "| familiarity | candidates | drawn |" in text
     with open(first.positions_csv) as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["familiarity"]) for r in rows] == [f.count for f in first.familiarity]
