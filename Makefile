@@ -58,6 +58,7 @@ bench: $(STAMP) stockfish
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_advantage.py
 	$(BIN)/python benchmarks/bench_tournament.py
+	$(BIN)/python benchmarks/bench_familiarity.py
 
 # The figures of the model card (models/README.md): held-out expert games, the per-move
 # advantage analysis, and one rating list of the model at three temperatures, its four training
