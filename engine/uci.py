@@ -264,6 +264,9 @@ class Engine:
 
     def start_loading(self) -> None:
         """Load the model (again) in the background; ``isready`` and ``go`` wait for it."""
+        # A search started before this setoption (which UCI does not allow, but GUIs race)
+        # answers first, with the model it was started with.
+        self._finish_search()
         if self._loader is not None:
             self._loader.join()
         self._loaded.clear()
@@ -467,6 +470,8 @@ class Engine:
         key = OPTION_ALIASES.get(option_key(name), option_key(name))
         calibrated = bool(self.info and self.info.calibration)
         if key == "modelfile":
+            # Windows' "Copy as path" wraps the path in quotes; a file name never has them.
+            value = value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
             s.model = "" if value in ("", "<empty>") else value
             s.elo = 0  # the new model's calibration gives the default
             self._read_info()

@@ -150,3 +150,27 @@ def test_pip_platform_tags_widen_manylinux() -> None:
     assert tags[0] == "manylinux_2_28_aarch64"
     assert {"manylinux_2_17_aarch64", "manylinux2014_aarch64", "win_amd64"} <= set(tags)
     assert "manylinux_2_16_aarch64" not in tags
+
+
+def test_write_atomic_waits_out_a_briefly_locked_file(tmp_path: Path, monkeypatch) -> None:
+    from transcend.engine import files
+
+    real = files.os.replace
+    calls = []
+
+    def locked_twice(src: str, dst: Path) -> None:
+        calls.append(dst)
+        if len(calls) <= 2:
+            raise PermissionError(13, "The process cannot access the file")  # Windows, opened
+        real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", locked_twice)
+    target = tmp_path / "out.json"
+    files.write_atomic(target, "{}")
+    assert target.read_text() == "{}" and len(calls) == 3
+    calls.clear()
+    monkeypatch.setattr(files, "REPLACE_RETRIES", 2)
+    with pytest.raises(PermissionError):
+        files.write_atomic(target, "[]")
+    assert target.read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary file left

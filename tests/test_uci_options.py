@@ -157,3 +157,19 @@ def test_option_names_match_in_any_case_and_spacing() -> None:
     assert option_key("Move Overhead") == option_key("MoveOverhead") == "moveoverhead"
     assert option_key("clear  hash") == option_key("Clear Hash") == "clearhash"
     assert option_key("UCI_Elo") == "uci_elo"
+
+
+def test_model_file_in_quotes_as_windows_copies_paths(raw: Raw, tiny_onnx: Path) -> None:
+    raw.send(f'setoption name ModelFile value "{tiny_onnx}"')
+    assert raw.ready() == ["readyok"]  # no error: the quotes are not part of the name
+    raw.send("position startpos", "go nodes 1")
+    lines = raw.until("bestmove")
+    assert any(line.startswith(f"info string model {tiny_onnx} (") for line in lines), lines
+
+
+def test_reloading_options_sent_during_a_search_do_not_lose_its_move(raw: Raw) -> None:
+    raw.send("position startpos moves e2e4", "go wtime 60000 btime 60000",
+             "setoption name Device value cpu")
+    lines = raw.until("bestmove")
+    assert not [line for line in lines if "error" in line], lines
+    assert bestmove(lines) != "0000"
