@@ -174,3 +174,37 @@ def test_reloading_options_sent_during_a_search_do_not_lose_its_move(raw: Raw) -
         lines = raw.until("bestmove")
         assert not [line for line in lines if "error" in line], lines
         assert bestmove(lines) != "0000"
+
+
+def _docs_lichess_bot_section() -> dict[str, dict[str, object]]:
+    """`engine_options` and `uci_options` of the lichess-bot YAML in docs/engine.md (two-level
+    `key: value` maps; no YAML library needed for that much)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "engine.md").read_text()
+    block = re.search(r"```yaml\n(\s*engine:\n.*?)```", text, re.DOTALL)
+    assert block, "docs/engine.md has no lichess-bot engine: section"
+    sections: dict[str, dict[str, object]] = {}
+    current = None
+    for line in block.group(1).splitlines():
+        line = line.split(" #")[0].rstrip()
+        key, _, value = line.strip().partition(":")
+        if not value.strip():
+            current = sections.setdefault(key, {}) if line.startswith("    ") else None
+            continue
+        if current is not None and line.startswith("      "):
+            value = value.strip()
+            current[key] = (value.strip('"') if value.startswith('"') else
+                            value == "true" if value in ("true", "false") else
+                            int(value) if value.isdigit() else value)
+    return sections
+
+
+def test_docs_lichess_bot_section_works_as_pasted(tiny_onnx: Path) -> None:
+    sections = _docs_lichess_bot_section()
+    options = sections["uci_options"]
+    assert set(LICHESS_BOT_STOCK) <= set(options)  # the stock config's options are all kept
+    flags = [f"--{k}={v}" for k, v in sections["engine_options"].items()]  # as lichess-bot does
+    with chess.engine.SimpleEngine.popen_uci([binary(), "--model", str(tiny_onnx), *flags]) as e:
+        e.configure(options)
+        board = chess.Board()
+        result = e.play(board, chess.engine.Limit(white_clock=60, black_clock=60), ponder=True)
+        assert result.move in board.legal_moves
