@@ -49,11 +49,6 @@ GO_NUMBERS = ("wtime", "btime", "winc", "binc", "movestogo", "movetime", "depth"
 GO_FLAGS = ("infinite", "ponder")
 SEED_MAX = 2**31 - 1
 HASH_MAX = 33554432  # Stockfish's limit, so that any value a bot or GUI copies from it is taken
-# Options the engine has no use for but declares and accepts, because bots and GUIs set them by
-# default: lichess-bot (through python-chess) refuses to start an engine that lacks an option its
-# config sets, and its stock config sets Hash, SyzygyPath and UCI_ShowWDL. Their values are kept
-# and change nothing: there is no search, no table and no evaluation for them to act on.
-NO_EFFECT_OPTIONS = ("hash", "syzygypath", "uci_showwdl")
 # Standard options that some GUIs send whether or not the engine declares them: accepted with a
 # note, never an error.
 IGNORED_OPTIONS = frozenset({
@@ -413,7 +408,7 @@ class Engine:
             f"option name Seed type spin default {s.seed} min 0 max {SEED_MAX}",
             f"option name Threads type spin default {s.threads} min 0 max 256",
             "option name Device type combo default {} {}".format(
-                s.device, " ".join(f"var {d}" for d in device_choices())
+                s.device, " ".join(f"var {d}" for d in _with(device_choices(), s.device))
             ),
             f"option name MultiPV type spin default {s.multipv} min 1 max 256",
             f"option name Move Overhead type spin default {s.move_overhead} min 0 max 5000",
@@ -507,6 +502,9 @@ class Engine:
                 self._position_key = ("", [])  # the next `position` builds a fresh board
         elif key == "clearhash":
             self._clear_cache = True
+        # Hash, SyzygyPath and UCI_ShowWDL are declared and kept but change nothing (no search,
+        # no table, no evaluation): lichess-bot, through python-chess, refuses to start an engine
+        # that lacks an option its config sets, and its stock config sets these.
         elif key == "hash":
             s.hash_mb = _spin(name, value, 1, HASH_MAX)
         elif key == "syzygypath":
@@ -648,6 +646,11 @@ def _check(name: str, value: str) -> bool:
     if value.lower() not in ("true", "false"):
         raise UciError(f"option {name} takes true or false, not {value!r}")
     return value.lower() == "true"
+
+
+def _with(choices: tuple[str, ...], value: str) -> tuple[str, ...]:
+    """``choices`` plus ``value`` if missing (a flag may pick a device not offered here)."""
+    return choices if value in choices else (*choices, value)
 
 
 def _bool_text(value: bool) -> str:
