@@ -29,26 +29,24 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 GPU_TARGETS = {"windows-x86_64", "linux-x86_64"}
 
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+try:
+    from verify_wheels import (
+        engine_requirements,
+        marker_environment,
+        pip_platform_tags,
+        selected_requirements,
+    )
+finally:
+    sys.path.pop(0)
+
+
 def requirements() -> list[Requirement]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from verify_wheels import engine_requirements
-    finally:
-        sys.path.pop(0)
     return engine_requirements(ROOT / "pyproject.toml")
 
 
-def environment(target: str, python: str) -> dict[str, str]:
-    """The PEP 508 marker environment of a CPython on ``target``."""
-    return {**TABLE["targets"][target]["environment"], "python_version": python,
-            "python_full_version": f"{python}.0", "implementation_name": "cpython",
-            "platform_python_implementation": "CPython", "implementation_version": f"{python}.0",
-            "platform_release": "", "platform_version": ""}
-
-
 def selected(reqs: list[Requirement], target: str, python: str) -> list[Requirement]:
-    env = environment(target, python)
-    return [r for r in reqs if r.marker is None or r.marker.evaluate(env)]
+    return selected_requirements(reqs, marker_environment(TABLE, target, python))
 
 
 def missing_wheels(reqs: list[Requirement]) -> list[str]:
@@ -141,11 +139,6 @@ def test_output_to_a_gone_gui_goes_quiet() -> None:
 
 
 def test_pip_platform_tags_widen_manylinux() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from verify_wheels import pip_platform_tags
-    finally:
-        sys.path.pop(0)
     tags = pip_platform_tags(["manylinux_2_28_aarch64", "win_amd64"])
     assert tags[0] == "manylinux_2_28_aarch64"
     assert {"manylinux_2_17_aarch64", "manylinux2014_aarch64", "win_amd64"} <= set(tags)
