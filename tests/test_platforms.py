@@ -28,7 +28,7 @@ TARGETS = ["windows-x86_64", "macos-arm64", "macos-x86_64", "linux-x86_64", "lin
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 GPU_TARGETS = {"windows-x86_64", "linux-x86_64"}
 
-
+# The registry check is a script, not a package; its requirement and marker helpers are shared.
 sys.path.insert(0, str(ROOT / "benchmarks"))
 try:
     from verify_wheels import (
