@@ -59,6 +59,7 @@ bench: $(STAMP) stockfish
 	$(BIN)/python benchmarks/bench_advantage.py
 	$(BIN)/python benchmarks/bench_tournament.py
 	$(BIN)/python benchmarks/bench_familiarity.py
+	$(BIN)/python benchmarks/verify_wheels.py  # the platform wheel table against PyPI (network)
 
 # The figures of the model card (models/README.md): held-out expert games, the per-move
 # advantage analysis, and one rating list of the model at three temperatures, its four training

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
+
+# On Windows a rename onto a file that another process has open (a reader, a virus scanner, a
+# search indexer) fails for a moment; elsewhere a PermissionError is final and the retries only
+# cost their short waits.
+REPLACE_RETRIES = 5
+REPLACE_WAIT_S = 0.05
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -22,8 +29,19 @@ def write_atomic(path: Path, data: bytes | str) -> None:
             fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o644)  # mkstemp's 0o600 would hide results from other users
+        _replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _replace(src: str, dst: Path) -> None:
+    for attempt in range(REPLACE_RETRIES):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if attempt == REPLACE_RETRIES - 1:
+                raise
+            time.sleep(REPLACE_WAIT_S * 2**attempt)

@@ -25,6 +25,8 @@ import ctypes
 import io
 import json
 import os
+import platform
+import sys
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
@@ -44,7 +46,8 @@ from transcend.engine.transcript import (
 )
 
 MODES = ("token", "move", "paper")
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+# `coreml` (macOS) is a choice, never picked by `auto`: it has not been measured against the CPU.
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml")
 # The paper's protocol: characters generated per attempt, and attempts before giving up.
 PAPER_MAX_CHARS = 10
 PAPER_ATTEMPTS = 5
@@ -198,6 +201,17 @@ def read_model_info(path: str | Path) -> ModelInfo:
     return info
 
 
+def device_choices() -> tuple[str, ...]:
+    """The `Device` values offered on this machine: `coreml` only on macOS, where onnxruntime's
+    wheels carry that provider (known without importing onnxruntime, so `uci` stays instant)."""
+    return DEVICES if sys.platform == "darwin" else tuple(d for d in DEVICES if d != "coreml")
+
+
+def gpu_build_available() -> bool:
+    """Whether onnxruntime-gpu publishes wheels for this machine (x86_64 Windows and Linux)."""
+    return sys.platform in ("linux", "win32") and platform.machine().lower() in ("x86_64", "amd64")
+
+
 def _cuda_driver_note() -> str:
     """Empty when an NVIDIA driver is present, else why CUDA cannot run."""
     library = "nvcuda.dll" if os.name == "nt" else "libcuda.so.1"
@@ -229,13 +243,20 @@ def create_session(path: Path, device: str, threads: int) -> tuple[object, str, 
     available = ort.get_available_providers()
     wanted: list[str] = []
     note = ""
-    if device in ("auto", "cuda", "tensorrt"):
+    if device == "coreml":
+        if "CoreMLExecutionProvider" in available:
+            wanted = ["CoreMLExecutionProvider"]
+        else:
+            note = "CoreMLExecutionProvider is not in this onnxruntime build (macOS only)"
+    elif device in ("auto", "cuda", "tensorrt"):
         gpu = ["CUDAExecutionProvider"]
         if device == "tensorrt":
             gpu.insert(0, "TensorrtExecutionProvider")
         missing = [p for p in gpu if p not in available]
         if missing:
-            note = f"{missing[0]} is not in this onnxruntime build (install onnxruntime-gpu)"
+            hint = ("install onnxruntime-gpu" if gpu_build_available()
+                    else "onnxruntime-gpu has no wheels for this platform")
+            note = f"{missing[0]} is not in this onnxruntime build ({hint})"
         elif driver := _cuda_driver_note():
             note = driver
         else:
@@ -243,20 +264,23 @@ def create_session(path: Path, device: str, threads: int) -> tuple[object, str, 
     if wanted:
         ort.set_default_logger_severity(4)  # a failed provider is reported below, not on stderr
         try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
-                ort.preload_dlls()  # CUDA libraries installed as pip packages
+            if wanted[0] != "CoreMLExecutionProvider":
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+                    ort.preload_dlls()  # CUDA libraries installed as pip packages
             session = ort.InferenceSession(
                 str(path), options, providers=[*wanted, "CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own types for a bad file
-            session, note = None, f"GPU session failed: {str(exc).splitlines()[0][:200]}"
+            kind = "CoreML" if wanted[0] == "CoreMLExecutionProvider" else "GPU"
+            session, note = None, f"{kind} session failed: {str(exc).splitlines()[0][:200]}"
         finally:
             ort.set_default_logger_severity(3)
         if session is not None:
             used = session.get_providers()[0]
             if used != "CPUExecutionProvider":
                 return session, used, ""
-            note = "CUDA libraries could not be loaded (needs CUDA 12 and cuDNN 9)"
+            note = ("CoreML could not take the model" if wanted[0].startswith("CoreML")
+                    else "CUDA libraries could not be loaded (needs CUDA 12 and cuDNN 9)")
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:

@@ -10,6 +10,7 @@ See ``docs/engine.md`` for options, prompts and GUI set-up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import queue
@@ -32,6 +33,7 @@ from transcend.engine.policy import (
     ModelInfo,
     Policy,
     default_model_path,
+    device_choices,
     read_model_info,
 )
 
@@ -46,6 +48,16 @@ MOVES_TO_GO = 30  # assumed moves left in a sudden-death time control, for the t
 GO_NUMBERS = ("wtime", "btime", "winc", "binc", "movestogo", "movetime", "depth", "nodes", "mate")
 GO_FLAGS = ("infinite", "ponder")
 SEED_MAX = 2**31 - 1
+HASH_MAX = 33554432  # Stockfish's limit, so that any value a bot or GUI copies from it is taken
+# Standard options that some GUIs send whether or not the engine declares them: accepted with a
+# note, never an error.
+IGNORED_OPTIONS = frozenset({
+    "ponder", "ownbook", "uci_analysemode", "uci_opponent", "uci_engineabout",
+    "uci_showcurrline", "uci_showrefutations", "uci_setpositionvalue", "syzygyprobedepth",
+    "syzygy50moverule", "syzygyprobelimit", "nalimovpath", "nalimovcache",
+})
+# Other engines' spellings of this engine's options, after `option_key`.
+OPTION_ALIASES = {"minimumthinkingtime": "minthinktime"}
 
 
 class UciError(ValueError):
@@ -113,6 +125,10 @@ class Settings:
     min_think: int = 0
     limit_strength: bool = False
     elo: int = 0
+    chess960: bool = False
+    hash_mb: int = 16  # declared for bots and GUIs; no effect
+    syzygy_path: str = ""  # likewise
+    show_wdl: bool = False  # likewise
 
 
 @dataclass
@@ -139,7 +155,8 @@ class Output:
                 for line in lines:
                     self.stream.write(line + "\n")
                 self.stream.flush()
-            except (BrokenPipeError, ValueError):  # the GUI has gone away
+            except (OSError, ValueError):
+                # The GUI has gone away: a broken pipe here, EINVAL on Windows, or a closed file.
                 self.broken = True
 
 
@@ -182,7 +199,7 @@ class Search(threading.Thread):
                 lines.append("info string no legal move")
             else:
                 choice = engine.choose(policy, self.board, moves)
-                best = choice.move.uci()
+                best = self.board.uci(choice.move)
                 lines += engine.report(self.board, choice, self.start_time)
         except Exception as exc:  # noqa: BLE001 - whatever fails, the GUI still gets a bestmove
             lines.append(f"info string error {_first_line(exc)}")
@@ -216,6 +233,7 @@ class Engine:
         self._pending: list[str] = []
         self._pending_lock = threading.Lock()
         self._fen_warned = False
+        self._clear_cache = False  # "Clear Hash": the next search starts with an empty cache
         self.info: ModelInfo | None = None
         self.rng = np.random.default_rng(settings.seed or None)
         self._read_info()
@@ -241,6 +259,9 @@ class Engine:
 
     def start_loading(self) -> None:
         """Load the model (again) in the background; ``isready`` and ``go`` wait for it."""
+        # A search started before this setoption (which UCI does not allow, but GUIs race)
+        # answers first, with the model it was started with.
+        self._finish_search()
         if self._loader is not None:
             self._loader.join()
         self._loaded.clear()
@@ -302,6 +323,9 @@ class Engine:
     def choose(
         self, policy: Policy, board: chess.Board, moves: list[chess.Move] | None
     ) -> Choice:
+        if self._clear_cache:
+            self._clear_cache = False
+            policy.reset()  # here, not in setoption: no search is running now
         if not self._fen_warned and not policy.has_history(board):
             self._fen_warned = True
             self.out.send(
@@ -332,7 +356,7 @@ class Engine:
             cp = material_cp(after, board.turn)
             lines.append(
                 f"info depth 1 seldepth 1 multipv {k} score cp {cp} nodes {nodes} nps {nps} "
-                f"time {ms} pv {move.uci()}"
+                f"time {ms} pv {board.uci(move)}"
             )
         return lines
 
@@ -384,17 +408,21 @@ class Engine:
             f"option name Seed type spin default {s.seed} min 0 max {SEED_MAX}",
             f"option name Threads type spin default {s.threads} min 0 max 256",
             "option name Device type combo default {} {}".format(
-                s.device, " ".join(f"var {d}" for d in DEVICES)
+                s.device, " ".join(f"var {d}" for d in _with(device_choices(), s.device))
             ),
             f"option name MultiPV type spin default {s.multipv} min 1 max 256",
-            f"option name MoveOverhead type spin default {s.move_overhead} min 0 max 5000",
+            f"option name Move Overhead type spin default {s.move_overhead} min 0 max 5000",
             f"option name MinThinkTime type spin default {s.min_think} min 0 max 60000",
+            "option name UCI_Chess960 type check default " + _bool_text(s.chess960),
+            f"option name Hash type spin default {s.hash_mb} min 1 max {HASH_MAX}",
+            "option name Clear Hash type button",
+            f"option name SyzygyPath type string default {s.syzygy_path or '<empty>'}",
+            "option name UCI_ShowWDL type check default " + _bool_text(s.show_wdl),
         ]
         if self.info and self.info.calibration:
             low, high = self._elo_range()
             lines += [
-                "option name UCI_LimitStrength type check default "
-                + ("true" if s.limit_strength else "false"),
+                "option name UCI_LimitStrength type check default " + _bool_text(s.limit_strength),
                 f"option name UCI_Elo type spin default {s.elo} min {low} max {high}",
             ]
         self.out.send(*lines, "uciok")
@@ -419,7 +447,7 @@ class Engine:
 
     def cmd_ucinewgame(self, args: list[str]) -> None:
         self._fen_warned = False
-        self.board = chess.Board()
+        self.board = chess.Board(chess960=self.settings.chess960)
         self._position_key = ("startpos", [])
 
     def cmd_setoption(self, args: list[str]) -> None:
@@ -434,8 +462,11 @@ class Engine:
 
     def set_option(self, name: str, value: str) -> None:
         s = self.settings
-        key = name.lower()
+        key = OPTION_ALIASES.get(option_key(name), option_key(name))
+        calibrated = bool(self.info and self.info.calibration)
         if key == "modelfile":
+            # Windows' "Copy as path" wraps the path in quotes; a file name never has them.
+            value = value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
             s.model = "" if value in ("", "<empty>") else value
             s.elo = 0  # the new model's calibration gives the default
             self._read_info()
@@ -463,14 +494,35 @@ class Engine:
             s.move_overhead = _spin(name, value, 0, 5000)
         elif key == "minthinktime":
             s.min_think = _spin(name, value, 0, 60000)
-        elif key == "uci_limitstrength" and self.info and self.info.calibration:
-            if value.lower() not in ("true", "false"):
-                raise UciError(f"option {name} takes true or false, not {value!r}")
-            s.limit_strength = value.lower() == "true"
-        elif key == "uci_elo" and self.info and self.info.calibration:
-            s.elo = _spin(name, value, *self._elo_range())
+        elif key == "uci_chess960":
+            chess960 = _check(name, value)
+            if chess960 != s.chess960:
+                s.chess960 = chess960
+                self.board.chess960 = chess960
+                self._position_key = ("", [])  # the next `position` builds a fresh board
+        elif key == "clearhash":
+            self._clear_cache = True
+        # Hash, SyzygyPath and UCI_ShowWDL are declared and kept but change nothing (no search,
+        # no table, no evaluation): lichess-bot, through python-chess, refuses to start an engine
+        # that lacks an option its config sets, and its stock config sets these.
+        elif key == "hash":
+            s.hash_mb = _spin(name, value, 1, HASH_MAX)
+        elif key == "syzygypath":
+            s.syzygy_path = "" if value == "<empty>" else value
+        elif key == "uci_showwdl":
+            s.show_wdl = _check(name, value)
+        elif key in ("uci_limitstrength", "uci_elo") and calibrated:
+            if key == "uci_elo":
+                s.elo = _spin(name, value, *self._elo_range())
+            else:
+                s.limit_strength = _check(name, value)
+        elif key in ("uci_limitstrength", "uci_elo"):
+            raise UciError(f"option {name} needs a model with an Elo calibration (made by "
+                           "`transcend sweep`); this one has none, set Temperature instead")
+        elif key in IGNORED_OPTIONS:
+            self.out.send(f"info string option {name} has no effect on this engine (ignored)")
         else:
-            raise UciError(f"unknown option: {name}")
+            raise UciError(f"unknown option: {name} (see the options listed after `uci`)")
 
     def cmd_position(self, args: list[str]) -> None:
         if not args:
@@ -490,8 +542,10 @@ class Engine:
         if root_key == old_key and moves[: len(old_moves)] == old_moves:
             board, done = self.board.copy(), len(old_moves)  # the same game, moves further on
         else:
+            chess960 = self.settings.chess960
             try:
-                board = chess.Board() if root_key == "startpos" else chess.Board(root_key)
+                board = (chess.Board(chess960=chess960) if root_key == "startpos"
+                         else chess.Board(root_key, chess960=chess960))
             except ValueError as exc:
                 raise UciError(f"bad FEN {root_key!r}: {exc}") from None
             if root_key != "startpos" and not board.is_valid():
@@ -588,6 +642,27 @@ def _spin(name: str, value: str, low: int, high: int) -> int:
     return number
 
 
+def _check(name: str, value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise UciError(f"option {name} takes true or false, not {value!r}")
+    return value.lower() == "true"
+
+
+def _with(choices: tuple[str, ...], value: str) -> tuple[str, ...]:
+    """``choices`` plus ``value`` if missing (a flag may pick a device not offered here)."""
+    return choices if value in choices else (*choices, value)
+
+
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def option_key(name: str) -> str:
+    """How option names are matched: any case, spaces ignored, so Stockfish's `Move Overhead`
+    and this engine's former `MoveOverhead` are the same option."""
+    return "".join(name.lower().split())
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value.lower() not in choices:
         raise UciError(f"option {name} takes one of {', '.join(choices)}, not {value!r}")
@@ -638,16 +713,30 @@ def parse_args(argv: list[str] | None) -> Settings:
                     device=ns.device, threads=ns.threads)
 
 
+def _next_line(lines: queue.Queue[str | None]) -> str | None:
+    """The next GUI line. Waits in short slices: on Windows a blocking wait cannot be
+    interrupted, and Ctrl-C in a console must still end the engine."""
+    while True:
+        try:
+            return lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``transcend-uci``."""
     settings = parse_args(argv)
+    with contextlib.suppress(AttributeError, ValueError):
+        # A path or name the console's code page cannot encode (Windows) becomes '?' instead
+        # of an error that would silence the engine.
+        sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
     out = Output(sys.stdout)
     engine = Engine(settings, out)
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_read_stdin, args=(lines,), daemon=True,
                      name="stdin").start()
     try:
-        while (line := lines.get()) is not None and engine.handle(line):
+        while (line := _next_line(lines)) is not None and engine.handle(line):
             pass
     except KeyboardInterrupt:
         pass

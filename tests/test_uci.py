@@ -26,7 +26,8 @@ INFO_LINE = re.compile(
     r"time (\d+) pv ([a-h][1-8][a-h][1-8][qrbn]?)$"
 )
 OPTIONS = ["ModelFile", "Temperature", "SamplingMode", "Seed", "Threads", "Device", "MultiPV",
-           "MoveOverhead", "MinThinkTime"]
+           "Move Overhead", "MinThinkTime", "Hash", "Clear Hash", "SyzygyPath", "UCI_ShowWDL",
+           "UCI_Chess960"]
 
 
 def binary() -> str:
@@ -104,6 +105,12 @@ def raw(tiny_onnx: Path):
     assert engine.stderr == ""
 
 
+def declared_options(lines: list[str]) -> dict[str, str]:
+    """Option name -> the rest of its declaration, from the engine's answer to `uci`."""
+    found = re.findall(r"^option name (.+?) type (.*)$", "\n".join(lines), re.MULTILINE)
+    return dict(found)
+
+
 def bestmove(lines: list[str]) -> str:
     moves = [line.split()[1] for line in lines if line.startswith("bestmove")]
     assert len(moves) == 1, lines
@@ -117,7 +124,7 @@ def test_handshake_options_and_ready(raw: Raw) -> None:
     assert time.monotonic() - start < 5
     assert lines[0].startswith("id name transcend")
     assert any(line.startswith("id author ") for line in lines)
-    declared = {line.split()[2] for line in lines if line.startswith("option name")}
+    declared = set(declared_options(lines))
     assert set(OPTIONS) <= declared
     assert "UCI_Elo" not in declared  # this model has no calibration
     assert "option name Temperature type string default 1" in lines
