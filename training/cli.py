@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "transcend.evaluation.advantage:advantage_command",
         "Per-move expected win probability of a model against its experts.",
     ),
+    "play": (
+        "transcend.play.server:play_command",
+        "Play the model in the browser and see its move probabilities.",
+    ),
     "experiment": (
         "transcend.training.experiment:experiment_command",
         "The whole study: experts, data, training, export, sweep and report.",
