@@ -67,6 +67,12 @@ class PlayServer(ThreadingHTTPServer):
         except ValueError:
             self.loopback = False
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A tab closed or reloaded mid-answer is normal; anything else is worth a line.
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError):
+            print(f"transcend play: request failed: {error!r}"[:300], file=sys.stderr)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]

@@ -1,0 +1,206 @@
+"""The play page in real headless chromium: moves through the board, the probability panel, the
+move list, take-back, promotion, errors, review and the PGN download."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import chess
+import chess.pgn
+import pytest
+from play_browser import find_browser, start_browser
+
+from transcend.play.server import PlayServer, make_server, serve_in_thread
+
+FOUND = find_browser()
+pytestmark = pytest.mark.skipif(isinstance(FOUND, str), reason=str(FOUND))
+TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def server(tiny_onnx: Path) -> Iterator[PlayServer]:
+    srv = make_server(tiny_onnx, port=0, nodes=200, threads=1)
+    serve_in_thread(srv)
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    srv.games.stockfish.close()
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads: Path) -> Iterator[Any]:
+    assert not isinstance(FOUND, str)
+    session, profile = start_browser(*FOUND, downloads)
+    yield session
+    session.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if value := check():
+                return value
+        except Exception:  # noqa: BLE001 - elements come and go while the page redraws
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def css(browser: Any, selector: str) -> list[Any]:
+    return browser.find_elements("css selector", selector)
+
+
+def moves(browser: Any) -> list[str]:
+    return [e.text for e in css(browser, "#moves .mv")]
+
+
+def square_offset(browser: Any, square: str) -> tuple[int, int]:
+    """Offset of a square's centre from the board's centre (selenium's origin)."""
+    board = browser.find_element("id", "board")
+    size = board.size["width"] / 8
+    file, rank = chess.FILE_NAMES.index(square[0]), int(square[1]) - 1
+    if "orientation-black" in (board.get_attribute("class") or ""):  # chessground's classes
+        file, rank = 7 - file, 7 - rank
+    return round((file - 3.5) * size), round((3.5 - rank) * size)
+
+
+def click_move(browser: Any, uci: str) -> None:
+    from selenium.webdriver import ActionChains
+
+    board = browser.find_element("id", "board")
+    actions = ActionChains(browser)
+    actions.move_to_element_with_offset(board, *square_offset(browser, uci[:2])).click()
+    actions.move_to_element_with_offset(board, *square_offset(browser, uci[2:4])).click()
+    actions.perform()
+
+
+def drag_move(browser: Any, uci: str) -> None:
+    from selenium.webdriver import ActionChains
+
+    board = browser.find_element("id", "board")
+    actions = ActionChains(browser)
+    actions.move_to_element_with_offset(board, *square_offset(browser, uci[:2])).click_and_hold()
+    actions.move_to_element_with_offset(board, *square_offset(browser, uci[2:4]))
+    actions.release().perform()
+
+
+def panel_rows(browser: Any) -> list[Any]:
+    return css(browser, "#prob-rows tr")
+
+
+def open_page(browser: Any, server: PlayServer) -> None:
+    browser.get(server.url)
+    browser.execute_script("sessionStorage.clear()")
+    browser.get(server.url)
+    wait_for(lambda: browser.find_element("id", "status").text == "white to move", "the page")
+    wait_for(lambda: len(panel_rows(browser)) == 8, "the probability panel")
+
+
+def test_play_through_the_board(browser: Any, server: PlayServer, downloads: Path) -> None:
+    open_page(browser, server)
+    # Legal-move hints: chessground draws the destinations of a selected piece.
+    board = browser.find_element("id", "board")
+    from selenium.webdriver import ActionChains
+
+    ActionChains(browser).move_to_element_with_offset(
+        board, *square_offset(browser, "g1")).click().perform()
+    wait_for(lambda: len(css(browser, "#board square.move-dest")) == 2, "two move hints")
+    ActionChains(browser).move_to_element_with_offset(
+        board, *square_offset(browser, "g1")).click().perform()  # unselect
+
+    click_move(browser, "e2e4")
+    wait_for(lambda: len(moves(browser)) == 2, "the model's reply")
+    assert moves(browser)[0] == "e4"
+    assert css(browser, "#board square.last-move")
+    # The panel shows the position before the model's move, with the move it played.
+    wait_for(lambda: css(browser, "#prob-rows tr.played"), "the played move in the panel")
+    assert "black to play" in browser.find_element("id", "prob-title").text
+    played = browser.find_element("css selector", "#prob-rows tr.played td").text
+    assert played.startswith(moves(browser)[1])
+
+    drag_move(browser, "g1f3")
+    wait_for(lambda: len(moves(browser)) == 4, "the reply to a dragged move")
+    assert moves(browser)[2] == "Nf3"
+
+    browser.find_element("id", "takeback").click()
+    wait_for(lambda: len(moves(browser)) == 2, "the take-back")
+    # Back at the model's first reply: the panel shows it again.
+    wait_for(lambda: browser.find_element("id", "prob-title").text.endswith(
+        "move 1, black to play"), "the panel after the take-back")
+
+    # Temperature 1: both columns of the panel are the same distribution.
+    from selenium.webdriver.common.keys import Keys
+
+    temperature = browser.find_element("id", "temperature")
+    temperature.send_keys(Keys.CONTROL, "a")
+    temperature.send_keys("1", Keys.TAB)  # leaving the field fires its change event
+    wait_for(lambda: "T = 1 (token)" in browser.find_element("id", "head-t").text, "T = 1")
+
+    browser.find_element("id", "flip").click()
+    wait_for(lambda: css(browser, "#board.orientation-black"), "the flipped board")
+    browser.find_element("id", "flip").click()
+
+    for old in downloads.glob("*.pgn"):
+        old.unlink()
+    browser.find_element("id", "download").click()
+    path = wait_for(lambda: next(iter(downloads.glob("*.pgn")), None), "the PGN download")
+    game = chess.pgn.read_game(io.StringIO(path.read_text()))
+    assert game is not None
+    board_moves = [m.uci() for m in game.mainline_moves()]
+    assert len(board_moves) == 2 and board_moves[0] == "e2e4"
+    assert game.headers["Model"] == "tiny.onnx" and game.headers["Temperature"] == "1"
+    assert game.headers["SamplingMode"] == "token" and game.headers["Black"].startswith(
+        "transcend")
+
+
+def test_promotion_and_errors(browser: Any, server: PlayServer) -> None:
+    open_page(browser, server)
+    details = browser.find_element("id", "load")
+    details.find_element("tag name", "summary").click()
+    fen = browser.find_element("id", "fen")
+    fen.send_keys("not a fen")
+    browser.find_element("id", "set-fen").click()
+    message = wait_for(lambda: browser.find_element("id", "message").text, "an error message")
+    assert message.startswith("FEN:")
+    fen.clear()
+    fen.send_keys("8/P6k/8/8/8/8/8/K7 w - - 0 1")
+    browser.find_element("id", "set-fen").click()
+    wait_for(lambda: not browser.find_element("id", "message").is_displayed(), "no error")
+    wait_for(lambda: len(panel_rows(browser)) > 0, "the panel of the FEN position")
+    click_move(browser, "a7a8")
+    wait_for(lambda: browser.find_element("id", "promotion").is_displayed(), "promotion choice")
+    browser.find_element("css selector", "#promotion button[data-piece=n]").click()
+    wait_for(lambda: moves(browser)[:1] == ["a8=N"], "the under-promotion")
+
+
+def test_load_pgn_and_review(browser: Any, server: PlayServer) -> None:
+    open_page(browser, server)
+    browser.find_element("css selector", "#load summary").click()
+    browser.find_element("id", "pgn").send_keys(
+        '[White "A"]\n[Black "B"]\n\n1. d4 d5 2. c4 e6 3. Nc3 Nf6 *')
+    browser.find_element("id", "load-pgn").click()
+    wait_for(lambda: len(moves(browser)) == 6, "the loaded game")
+    browser.find_element("id", "last").click()
+    wait_for(lambda: css(browser, "#moves .mv.current"), "the cursor at the end")
+    assert css(browser, "#moves .mv.current")[0].text == "Nf6"
+    browser.find_element("id", "back").click()
+    wait_for(lambda: css(browser, "#moves .mv.current")[0].text == "Nc3", "one step back")
+    wait_for(lambda: css(browser, "#prob-rows tr.played"), "the next move in the panel")
+    browser.find_element("id", "review").click()
+    wait_for(lambda: len(css(browser, "#review-rows tr")) == 6, "the review")
+    assert len(css(browser, "#chart rect.p")) == 6
+    first = [td.text for td in css(browser, "#review-rows tr")[0].find_elements(
+        "tag name", "td")]
+    assert first[:3] == ["1.", "d4", "pgn"] and first[3].endswith("%")
