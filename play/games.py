@@ -170,6 +170,7 @@ class Game:
     # Per ply of the line: who played it ("human", "model", "stockfish" or "pgn") and, for the
     # model, the probability of its move and the settings it was drawn with.
     played: list[dict[str, object]] = field(default_factory=list)
+    sans: list[str] = field(default_factory=list)  # of the line, kept so answers stay cheap
     headers: dict[str, str] = field(default_factory=dict)
     loaded_moves: list[chess.Move] | None = None  # the line of a loaded PGN, for its result
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
@@ -185,13 +186,19 @@ class Game:
     def reseed(self) -> None:
         self.rng = np.random.default_rng(self.settings.seed or None)
 
-    def push(self, move: chess.Move, by: str, info: dict[str, object] | None = None) -> None:
+    def push(self, board: chess.Board, move: chess.Move, by: str,
+             info: dict[str, object] | None = None) -> None:
+        """Play ``move`` in ``board`` (the position at the cursor), cutting the line there."""
         if self.cursor >= MAX_PLIES:
             raise PlayError(f"the game has reached {MAX_PLIES} plies")
-        del self.moves[self.cursor:], self.played[self.cursor:]
+        self.cut(self.cursor)
         self.moves.append(move)
+        self.sans.append(board.san(move))
         self.played.append({"by": by, **(info or {})})
         self.cursor += 1
+
+    def cut(self, ply: int) -> None:
+        del self.moves[ply:], self.played[ply:], self.sans[ply:]
 
     def player_to_move(self) -> str:
         board = self.board()
@@ -296,8 +303,10 @@ class Games:
             root = parse_fen(values["fen"])
         game = Game(uuid.uuid4().hex, root, settings, headers=headers)
         game.reseed()
+        board = root.copy(stack=False)
         for move in moves:
-            game.push(move, "pgn")
+            game.push(board, move, "pgn")
+            board.push(move)
         if moves:
             game.loaded_moves = list(moves)
             game.cursor = 0  # a loaded game is stepped through from its start
@@ -329,7 +338,7 @@ class Games:
             raise PlayError(f"the game is over ({outcome_text(board)[1]})")
         if move not in board.legal_moves:
             raise PlayError(f"illegal move {uci} in {board.fen()}")
-        game.push(move, "human")
+        game.push(board, move, "human")
 
     def reply(self, game: Game) -> dict[str, object]:
         """The move of the engine to move (the model or Stockfish); the human's turn is an
@@ -340,14 +349,15 @@ class Games:
         player = game.player_to_move()
         if player == "stockfish":
             move = self.stockfish.best_move(board, game.settings.level)
-            game.push(move, "stockfish", {"level": game.settings.level})
+            game.push(board, move, "stockfish", {"level": game.settings.level})
             return {"uci": move.uci(), "san": board.san(move), "by": "stockfish"}
         if player != "model":
             raise PlayError("it is your move")
         s = game.settings
         choice = self.policy.choose(board, s.temperature, s.mode, game.rng)
         p = choice.probabilities.get(choice.move, 0.0)
-        game.push(choice.move, "model", {"p": p, "temperature": s.temperature, "mode": s.mode})
+        game.push(board, choice.move, "model",
+                  {"p": p, "temperature": s.temperature, "mode": s.mode})
         return {"uci": choice.move.uci(), "san": board.san(choice.move), "by": "model", "p": p}
 
     def takeback(self, game: Game) -> None:
@@ -359,7 +369,7 @@ class Games:
             game.settings.white == "human" or game.settings.black == "human"
         ):
             game.cursor -= 1
-        del game.moves[game.cursor:], game.played[game.cursor:]
+        game.cut(game.cursor)
 
     def goto(self, game: Game, ply: object) -> None:
         try:
@@ -415,7 +425,7 @@ class Games:
             best = max(base, key=base.__getitem__)
             wins = self.stockfish.win_probabilities(board) if stockfish else None
             row: dict[str, object] = {
-                "ply": ply, "san": board.san(move), "by": game.played[ply]["by"],
+                "ply": ply, "san": game.sans[ply], "by": game.played[ply]["by"],
                 "p1": base[move], "pT": tempered[move], "best_san": board.san(best),
                 "best_p1": base[best], "win_played": None, "win_best": None, "loss": None,
             }
@@ -432,11 +442,7 @@ class Games:
         """Everything the page draws: position, legal moves, the line and the settings."""
         board = game.board()
         result, why = outcome_text(board)
-        walk = game.root.copy(stack=False)
-        line = []
-        for move in game.moves:
-            line.append({"uci": move.uci(), "san": walk.san(move)})
-            walk.push(move)
+        line = [{"uci": m.uci(), "san": san} for m, san in zip(game.moves, game.sans, strict=True)]
         last = game.moves[game.cursor - 1] if game.cursor else None
         return {
             "id": game.id, "fen": board.fen(), "start_fen": game.root.fen(),

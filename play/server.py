@@ -84,6 +84,9 @@ class Handler(BaseHTTPRequestHandler):
     server: PlayServer
     server_version = "transcend-play"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes; with Nagle's algorithm the second waits for the
+    # client's delayed ACK, about 40 ms a request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
         pass  # one line per request would drown the address the user needs

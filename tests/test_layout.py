@@ -11,6 +11,7 @@ import pytest
 @pytest.mark.parametrize("module", [
     "transcend.engine.uci", "transcend.engine.policy", "transcend.evaluation.tournament",
     "transcend.evaluation.ratings", "transcend.evaluation.sweep", "transcend.evaluation.advantage",
+    "transcend.play.server",
 ])
 def test_module_imports_without_torch(module: str) -> None:
     # A meta-path hook makes `import torch` (and anything from training) fail in the child.
