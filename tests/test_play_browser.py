@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import io
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import chess
 import chess.pgn
 import pytest
-from play_browser import find_browser, start_browser
+from play_browser import (
+    click_move,
+    css,
+    drag_move,
+    find_browser,
+    moves,
+    square_offset,
+    start_browser,
+    wait_for,
+)
 
 from transcend.play.server import PlayServer, make_server, serve_in_thread
 
 FOUND = find_browser()
 pytestmark = pytest.mark.skipif(isinstance(FOUND, str), reason=str(FOUND))
-TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -46,62 +53,16 @@ def browser(downloads: Path) -> Iterator[Any]:
     shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if value := check():
-                return value
-        except Exception:  # noqa: BLE001 - elements come and go while the page redraws
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def css(browser: Any, selector: str) -> list[Any]:
-    return browser.find_elements("css selector", selector)
-
-
-def moves(browser: Any) -> list[str]:
-    return [e.text for e in css(browser, "#moves .mv")]
-
-
-def square_offset(browser: Any, square: str) -> tuple[int, int]:
-    """Offset of a square's centre from the board's centre (selenium's origin)."""
-    board = browser.find_element("id", "board")
-    size = board.size["width"] / 8
-    file, rank = chess.FILE_NAMES.index(square[0]), int(square[1]) - 1
-    if "orientation-black" in (board.get_attribute("class") or ""):  # chessground's classes
-        file, rank = 7 - file, 7 - rank
-    return round((file - 3.5) * size), round((3.5 - rank) * size)
-
-
-def click_move(browser: Any, uci: str) -> None:
-    from selenium.webdriver import ActionChains
-
-    board = browser.find_element("id", "board")
-    actions = ActionChains(browser)
-    actions.move_to_element_with_offset(board, *square_offset(browser, uci[:2])).click()
-    actions.move_to_element_with_offset(board, *square_offset(browser, uci[2:4])).click()
-    actions.perform()
-
-
-def drag_move(browser: Any, uci: str) -> None:
-    from selenium.webdriver import ActionChains
-
-    board = browser.find_element("id", "board")
-    actions = ActionChains(browser)
-    actions.move_to_element_with_offset(board, *square_offset(browser, uci[:2])).click_and_hold()
-    actions.move_to_element_with_offset(board, *square_offset(browser, uci[2:4]))
-    actions.release().perform()
-
-
 def panel_rows(browser: Any) -> list[Any]:
     return css(browser, "#prob-rows tr")
 
 
 def open_page(browser: Any, server: PlayServer) -> None:
+    # A fresh game: the tab keeps its game id in sessionStorage, so clear it once the page has
+    # settled (clearing earlier races with the page storing its restored game's id).
     browser.get(server.url)
+    wait_for(lambda: browser.find_element("id", "status").text and browser.execute_script(
+        "return sessionStorage.getItem('transcend-game')"), "the page to settle")
     browser.execute_script("sessionStorage.clear()")
     browser.get(server.url)
     wait_for(lambda: browser.find_element("id", "status").text == "white to move", "the page")
@@ -201,6 +162,12 @@ def test_load_pgn_and_review(browser: Any, server: PlayServer) -> None:
     browser.find_element("id", "review").click()
     wait_for(lambda: len(css(browser, "#review-rows tr")) == 6, "the review")
     assert len(css(browser, "#chart rect.p")) == 6
+    assert browser.find_element("id", "chart").is_displayed()
+    assert "move 5 of 6" in browser.find_element("id", "status").text
+    css(browser, "#review-rows tr")[2].click()  # the position of 2. c4
+    wait_for(lambda: css(browser, "#moves .mv.current")[0].text == "d5", "the review's ply")
+    wait_for(lambda: browser.find_element("css selector", "#prob-rows tr.played td").text
+             .startswith("c4"), "the reviewed move in the panel")
     first = [td.text for td in css(browser, "#review-rows tr")[0].find_elements(
         "tag name", "td")]
     assert first[:3] == ["1.", "d4", "pgn"] and first[3].endswith("%")

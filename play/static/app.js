@@ -125,7 +125,9 @@ function draw() {
   drawMoves();
   drawReview();
   let status = '';
-  if (state.result !== '*') status = `${state.result} (${state.termination})`;
+  if (state.ply < state.line.length) {
+    status = `move ${state.ply} of ${state.line.length}: step with the arrows or play from here`;
+  } else if (state.result !== '*') status = `${state.result} (${state.termination})`;
   else if (state.to_move === 'model' || state.to_move === 'stockfish') {
     status = `${state.to_move} to move`;
   } else status = `${state.turn} to move`;
@@ -249,13 +251,14 @@ async function runReview() {
 
 function drawReview() {
   const shown = review !== null;
-  $('chart').hidden = $('chart-legend').hidden = $('review-table').hidden = !shown;
+  // toggleAttribute: an <svg> has no `hidden` property.
+  for (const id of ['chart', 'chart-legend', 'review-table']) $(id).toggleAttribute('hidden', !shown);
   if (!shown) return;
   const rows = $('review-rows');
   rows.replaceChildren();
   for (const r of review) {
     const tr = document.createElement('tr');
-    if (r.ply + 1 === state.ply) tr.className = 'current';
+    if (r.ply === state.ply) tr.className = 'current';
     const number = Math.floor((state.first_ply + r.ply) / 2) + 1;
     const dots = (state.first_ply + r.ply) % 2 === 0 ? '.' : '...';
     const cells = [`${number}${dots}`, r.san, r.by, percent(r.p1), percent(r.pT),
@@ -266,7 +269,8 @@ function drawReview() {
       tr.append(td);
     }
     if (r.loss !== null && r.loss > 0.1) tr.lastChild.className = 'bad';
-    tr.addEventListener('click', () => goto(r.ply + 1));
+    // The position the move was chosen in: the panel then shows it against the model's.
+    tr.addEventListener('click', () => goto(r.ply));
     rows.append(tr);
   }
   drawChart();
@@ -284,9 +288,9 @@ function drawChart() {
     bars += `<rect class="p" x="${i * w + w * 0.15}" y="${105 - bh}" width="${w * 0.7}" height="${bh}"></rect>`;
     if (r.loss !== null) points += `${i * w + w / 2},${105 - Math.max(0, r.loss) * h} `;
   });
-  const x = (state.ply - 0.5) * w;
+  const x = (state.ply + 0.5) * w;
   svg.innerHTML = bars + (points ? `<polyline class="loss" points="${points}"></polyline>` : '') +
-    (state.ply > 0 ? `<line class="cursor" x1="${x}" x2="${x}" y1="0" y2="110"></line>` : '');
+    (state.ply < n ? `<line class="cursor" x1="${x}" x2="${x}" y1="0" y2="110"></line>` : '');
 }
 
 // -- moves ---------------------------------------------------------------------------------
@@ -389,6 +393,8 @@ function setUp() {
   $('set-fen').addEventListener('click', () => newGame({ fen: $('fen').value }));
   $('pgn-file').addEventListener('change', readPgnFile);
   $('load-pgn').addEventListener('click', async () => {
+    // A loaded game is for stepping through and review: nobody plays until Play is changed.
+    $('players').value = 'human,human';
     const data = await newGame({ pgn: $('pgn').value });
     if (data) $('load').open = false;
   });
