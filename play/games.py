@@ -14,7 +14,6 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import chess
 import chess.pgn
@@ -487,7 +486,3 @@ class Games:
             result = game.headers.get("Result", "*")
         pgn.headers["Result"] = result
         return str(pgn) + "\n"
-
-
-def model_label(path: Path) -> str:
-    return path.name

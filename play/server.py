@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import socket
 import sys
 import threading
 import webbrowser
@@ -57,6 +59,8 @@ class PlayServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], games: Games) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self.games = games
         host = address[0]
@@ -290,6 +294,14 @@ def make_server(model: Path | None = None, host: str = "127.0.0.1", port: int = 
         raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+def can_open_browser() -> bool:
+    """Whether a graphical browser can open: on Linux and BSD only with a display, so that a
+    text browser never takes over the terminal of a server without one."""
+    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
 def serve_in_thread(server: PlayServer) -> threading.Thread:
     """Run ``server`` on a daemon thread (tests and benchmarks); stop with ``server.shutdown()``."""
     thread = threading.Thread(target=server.serve_forever, daemon=True, name="play-server")
@@ -328,7 +340,10 @@ def play_command(model: Path | None, port: int, host: str, no_browser: bool, nod
     click.echo(f"transcend play: {server.url}  (Ctrl-C to stop)")
     sys.stdout.flush()
     if not no_browser:
-        threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
+        if can_open_browser():
+            threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
+        else:
+            click.echo("no display to open a browser on: open the address above in one")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
