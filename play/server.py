@@ -8,6 +8,7 @@ bad request never stops the server. See README.md, "Play in the browser".
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import json
 import os
@@ -91,6 +92,7 @@ class Handler(BaseHTTPRequestHandler):
     # Headers and body go out as two writes; with Nagle's algorithm the second waits for the
     # client's delayed ACK, about 40 ms a request.
     disable_nagle_algorithm = True
+    timeout = 120  # seconds a connection may sit idle or half-sent before it is dropped
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
         pass  # one line per request would drown the address the user needs
@@ -136,8 +138,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._api("GET", url.path[5:], query)
         path = static_file(url.path)
         if path is None:
-            return self._send(HTTPStatus.NOT_FOUND, f"not found: {url.path[:200]}\n".encode(),
-                              "text/plain; charset=utf-8")
+            page = (f"<!doctype html><title>not found</title><p>No page at "
+                    f"<code>{html.escape(url.path[:200])}</code>. "
+                    f'<a href="/">Back to the board</a></p>\n')
+            return self._send(HTTPStatus.NOT_FOUND, page.encode(), "text/html; charset=utf-8")
         kind = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         self._send(HTTPStatus.OK, path.read_bytes(), kind)
 
@@ -153,15 +157,17 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return self._error(HTTPStatus.BAD_REQUEST, "bad Content-Length")
         if length > MAX_BODY:
-            size = length
             # Read and drop the body (a client that sends it all before reading would otherwise
             # see a broken pipe instead of this answer), unless it is absurdly large.
             self.close_connection = True
-            if length <= DRAIN_LIMIT:
-                while length > 0:
-                    length -= len(self.rfile.read(min(length, 1 << 16)) or b"x" * length)
+            remaining = length if length <= DRAIN_LIMIT else 0
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 1 << 16))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
             return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"upload too large ({size:,} bytes; the limit is "
+                               f"upload too large ({length:,} bytes; the limit is "
                                f"{MAX_BODY >> 20} MiB)")
         raw = self.rfile.read(length)
         # JSON only: a form on another site cannot send it without the browser asking first.

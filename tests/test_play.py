@@ -228,6 +228,9 @@ def test_bad_requests_keep_the_server_serving(client: Client) -> None:
     assert code == 413 and b"upload too large" in body
     code, body, _ = client.raw("GET", "/api/pgn?id=nope")
     assert code == 404
+    code, body, _ = client.raw("GET", "/nowhere")
+    assert code == 404 and b"No page at <code>/nowhere</code>" in body
+    assert b"Back to the board" in body
     code, body, _ = client.raw("GET", "/", headers={"Host": "evil.example:80"})
     assert code == 403
     assert client.ok("new")["to_move"] == "human"  # still serving

@@ -126,15 +126,23 @@ def test_play_through_the_board(browser: Any, server: PlayServer, downloads: Pat
         "transcend")
 
 
-def test_promotion_and_errors(browser: Any, server: PlayServer) -> None:
+def test_promotion_and_errors(browser: Any, server: PlayServer, tmp_path: Path) -> None:
     open_page(browser, server)
     details = browser.find_element("id", "load")
     details.find_element("tag name", "summary").click()
+    big = tmp_path / "big.pgn"
+    big.write_text("1. e4 e5 " * 130_000)  # over the 1 MiB cap
+    browser.find_element("id", "pgn-file").send_keys(str(big))
+    wait_for(lambda: browser.execute_script(
+        "return document.getElementById('pgn').value.length") > 1 << 20, "the file's text")
+    browser.find_element("id", "load-pgn").click()
+    message = wait_for(lambda: browser.find_element("id", "message").text, "an error message")
+    assert message.startswith("upload too large")
     fen = browser.find_element("id", "fen")
     fen.send_keys("not a fen")
     browser.find_element("id", "set-fen").click()
-    message = wait_for(lambda: browser.find_element("id", "message").text, "an error message")
-    assert message.startswith("FEN:")
+    wait_for(lambda: browser.find_element("id", "message").text.startswith("FEN:"),
+             "the FEN's error message")
     fen.clear()
     fen.send_keys("8/P6k/8/8/8/8/8/K7 w - - 0 1")
     browser.find_element("id", "set-fen").click()
