@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,17 @@ def test_load_pgn_and_review(browser: Any, server: PlayServer) -> None:
     first = [td.text for td in css(browser, "#review-rows tr")[0].find_elements(
         "tag name", "td")]
     assert first[:3] == ["1.", "d4", "pgn"] and first[3].endswith("%")
+
+
+def test_watch_the_model_play_itself(browser: Any, server: PlayServer) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    open_page(browser, server)
+    Select(browser.find_element("id", "players")).select_by_value("model,model")
+    wait_for(lambda: len(moves(browser)) >= 4, "the model playing itself")
+    browser.find_element("id", "pause").click()
+    time.sleep(0.5)  # a move already asked for may still arrive
+    count = len(moves(browser))
+    time.sleep(1.0)
+    assert len(moves(browser)) == count
+    assert all("model" in e.get_attribute("class") for e in css(browser, "#moves .mv"))

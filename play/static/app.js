@@ -12,6 +12,7 @@ let orientation = 'white';
 let pendingPromotion = null;
 let analysisTicket = 0;
 let replying = false;
+let failedAt = ''; // the game and ply where an engine's move failed: not retried by itself
 
 const board = Chessground($('board'), {
   movable: { free: false, showDests: true, events: { after: onBoardMove } },
@@ -322,17 +323,17 @@ function scheduleEngine() {
   if (!state || replying || $('pause').checked || state.result !== '*') return;
   if (state.to_move !== 'model' && state.to_move !== 'stockfish') return;
   if (state.ply !== state.line.length) return; // stepping through a game: nothing is played
-  const watching = state.settings.white !== 'human' && state.settings.black !== 'human';
   const id = state.id;
+  const key = `${id}:${state.ply}`;
+  if (failedAt === key) return;
+  const watching = state.settings.white !== 'human' && state.settings.black !== 'human';
   replying = true;
   setTimeout(async () => {
-    if (!state || state.id !== id) {
-      replying = false;
-      return;
-    }
-    const data = await call('reply', { id });
+    const data = state && state.id === id ? await call('reply', { id }) : null;
     replying = false;
+    if (data === null && state && state.id === id) failedAt = key;
     if (data && state.id === id) accept(data);
+    else scheduleEngine(); // another game started meanwhile: its engine may be due
   }, watching ? ENGINE_PAUSE_MS : 0);
 }
 
@@ -410,6 +411,14 @@ async function start() {
     info = await api('info');
   } catch (err) {
     showError(err);
+  }
+  if (!info.stockfish) {
+    for (const option of $('players').options) {
+      if (option.value.includes('stockfish')) {
+        option.disabled = true;
+        option.textContent += ' (needs Stockfish)';
+      }
+    }
   }
   const saved = sessionStorage.getItem('transcend-game');
   if (saved) {
