@@ -8,6 +8,7 @@ Every number the page shows comes from the engine's policy (``Policy.move_distri
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import threading
@@ -21,7 +22,7 @@ import numpy as np
 
 from transcend.engine.policy import Policy
 from transcend.evaluation.advantage import MultiPVClient, position_key, win_probability
-from transcend.evaluation.players import UciClient, find_stockfish, parse_spec
+from transcend.evaluation.players import EngineCrashed, UciClient, find_stockfish, parse_spec
 
 # The page's sampling modes are the engine's; `paper` shows the `token` distribution, from which
 # the engine falls back when the paper's unconstrained attempts fail.
@@ -33,6 +34,7 @@ TOP_MOVES = 8
 # Stockfish nodes per position for win probabilities: the scale is `transcend advantage`'s, the
 # search smaller than its 20,000 so that a 300-ply review takes seconds.
 DEFAULT_NODES = 5000
+OPPONENT_NODES = 100  # a Stockfish opponent's nodes a move: the model card's levels
 MAX_GAMES = 200  # games kept in memory; the least recently used goes first
 MAX_PLIES = 2000
 
@@ -152,10 +154,6 @@ class Settings:
     def distribution_mode(self) -> str:
         return "move" if self.mode == "move" else "token"
 
-    def stockfish_spec(self) -> str:
-        # The model card's levels: Skill Level N at 100 nodes a move.
-        return f"sf:skill={self.level},nodes=100"
-
 
 @dataclass
 class Game:
@@ -244,9 +242,15 @@ class Stockfish:
             if key in self._scores:
                 self._scores.move_to_end(key)
                 return self._scores[key]
-            if self._analysis is None:
-                self._analysis = MultiPVClient([self.command], self.nodes)
-            scores = self._analysis.scores(board)
+            try:
+                if self._analysis is None:
+                    self._analysis = MultiPVClient([self.command], self.nodes)
+                scores = self._analysis.scores(board)
+            except (EngineCrashed, OSError) as exc:
+                self._drop(self._analysis)
+                self._analysis = None
+                raise PlayError(f"Stockfish failed ({exc}); the next request restarts it",
+                                500) from None
             found = {m: win_probability(kind, value) for m, (kind, value) in scores.items()}
             self._scores[key] = found
             if len(self._scores) > 20_000:
@@ -256,15 +260,26 @@ class Stockfish:
     def best_move(self, board: chess.Board, level: int) -> chess.Move:
         if self.command is None:
             raise PlayError("Stockfish is not installed (Debian: apt-get install stockfish)")
-        spec = parse_spec(f"sf:skill={level},nodes=100,path={self.command}")
+        spec = parse_spec(f"sf:skill={level},nodes={OPPONENT_NODES},path={self.command}")
         with self._lock:
             client = self._opponents.get(spec.text)
-            if client is None:
-                client = self._opponents[spec.text] = UciClient(spec.command, spec.options)
-            move = client.bestmove(board, spec.go_arguments())
+            try:
+                if client is None:
+                    client = self._opponents[spec.text] = UciClient(spec.command, spec.options)
+                move = client.bestmove(board, spec.go_arguments())
+            except (EngineCrashed, OSError) as exc:
+                self._drop(self._opponents.pop(spec.text, None))
+                raise PlayError(f"Stockfish failed ({exc}); the next request restarts it",
+                                500) from None
         if move not in board.legal_moves:
             raise PlayError(f"Stockfish answered {move.uci()}, not a legal move", 500)
         return move
+
+    @staticmethod
+    def _drop(client: UciClient | None) -> None:
+        if client is not None:
+            with contextlib.suppress(OSError, EngineCrashed):
+                client.close()
 
     def close(self) -> None:
         with self._lock:
@@ -463,7 +478,7 @@ class Games:
         pgn = chess.pgn.Game()
         pgn.headers.update(game.headers)
         names = {"human": "Human", "model": f"transcend {self.model_name}",
-                 "stockfish": f"Stockfish skill {s.level} (100 nodes)"}
+                 "stockfish": f"Stockfish skill {s.level} ({OPPONENT_NODES} nodes)"}
         if not game.headers:
             pgn.headers["Event"] = "transcend play"
             pgn.headers["Site"] = "localhost"

@@ -313,3 +313,16 @@ def test_play_command_errors_are_one_line(tiny_onnx: Path, tmp_path: Path) -> No
                                  "--no-browser"], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and f"port {port} on 127.0.0.1 is in use" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_stockfish_restarts_after_a_crash(client: Client, server: PlayServer,
+                                          stockfish: str) -> None:
+    game_id = client.ok("new", pgn="1. d4 Nf6 2. c4 g6")["id"]
+    client.ok("analysis", id=game_id, ply=1)
+    analysis = server.games.stockfish._analysis
+    assert analysis is not None and analysis.proc is not None
+    analysis.proc.kill()
+    analysis.proc.wait()
+    code, data = client.post("analysis", id=game_id, ply=3)
+    assert code == 500 and "Stockfish failed" in data["error"]
+    assert client.ok("analysis", id=game_id, ply=3)["stockfish"]
