@@ -86,7 +86,10 @@ function accept(data, fresh = false) {
   sessionStorage.setItem('transcend-game', data.id);
   if (lineChanged) review = null;
   draw();
-  refreshAnalysis();
+  // When the model is about to answer a move, the panel waits for its move (which shows the
+  // same position with the move played): one model call instead of two.
+  const lastBy = state.ply > 0 ? state.played[state.ply - 1].by : '';
+  if (!(engineDue() && state.to_move === 'model' && lastBy !== 'model')) refreshAnalysis();
   scheduleEngine();
 }
 
@@ -319,19 +322,27 @@ function choosePromotion(piece) {
   else draw();
 }
 
+// Whether an engine plays the next move by itself: not while paused, stepping through a game
+// (ply before the end of the line), or after its last attempt here failed.
+function engineDue() {
+  if (!state || $('pause').checked || state.result !== '*') return false;
+  if (state.to_move !== 'model' && state.to_move !== 'stockfish') return false;
+  return state.ply === state.line.length && failedAt !== `${state.id}:${state.ply}`;
+}
+
 function scheduleEngine() {
-  if (!state || replying || $('pause').checked || state.result !== '*') return;
-  if (state.to_move !== 'model' && state.to_move !== 'stockfish') return;
-  if (state.ply !== state.line.length) return; // stepping through a game: nothing is played
+  if (replying || !engineDue()) return;
   const id = state.id;
   const key = `${id}:${state.ply}`;
-  if (failedAt === key) return;
   const watching = state.settings.white !== 'human' && state.settings.black !== 'human';
   replying = true;
   setTimeout(async () => {
     const data = state && state.id === id ? await call('reply', { id }) : null;
     replying = false;
-    if (data === null && state && state.id === id) failedAt = key;
+    if (data === null && state && state.id === id) {
+      failedAt = key;
+      refreshAnalysis();
+    }
     if (data && state.id === id) accept(data);
     else scheduleEngine(); // another game started meanwhile: its engine may be due
   }, watching ? ENGINE_PAUSE_MS : 0);
@@ -390,7 +401,10 @@ function setUp() {
   for (const id of ['temperature', 'mode', 'seed', 'level']) {
     $(id).addEventListener('change', changeSettings);
   }
-  $('pause').addEventListener('change', scheduleEngine);
+  $('pause').addEventListener('change', () => {
+    refreshAnalysis();
+    scheduleEngine();
+  });
   $('set-fen').addEventListener('click', () => newGame({ fen: $('fen').value }));
   $('pgn-file').addEventListener('change', readPgnFile);
   $('load-pgn').addEventListener('click', async () => {
