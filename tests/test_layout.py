@@ -37,3 +37,4 @@ def test_transcend_help_does_not_import_torch() -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "tournament" in result.stdout and "experiment" in result.stdout
+    assert "play" in result.stdout
