@@ -14,6 +14,7 @@ import io
 import threading
 import uuid
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import chess
@@ -430,24 +431,34 @@ class Games:
     def review(self, game: Game, stockfish: bool = True) -> list[dict[str, object]]:
         """Per move of the line: the model's probability of it at T = 1 and at the game's T, the
         model's own preferred move, and the win probability the move lost against it."""
-        rows = []
         s = game.settings
-        board = game.root.copy(stack=False)
-        for ply, move in enumerate(game.moves):
-            base = self.policy.move_distribution(board, 1.0, s.distribution_mode)
-            tempered = self.policy.move_distribution(board, s.temperature, s.distribution_mode)
-            best = max(base, key=base.__getitem__)
-            wins = self.stockfish.win_probabilities(board) if stockfish else None
-            row: dict[str, object] = {
-                "ply": ply, "san": game.sans[ply], "by": game.played[ply]["by"],
-                "p1": base[move], "pT": tempered[move], "best_san": board.san(best),
-                "best_p1": base[best], "win_played": None, "win_best": None, "loss": None,
-            }
+        boards = [game.root.copy(stack=False)]
+        for move in game.moves[:-1]:
+            boards.append(boards[-1].copy())
+            boards[-1].push(move)
+        # Stockfish is another process: it scores the positions while the model runs here.
+        with ThreadPoolExecutor(1) as pool:
+            scoring = pool.submit(
+                lambda: [self.stockfish.win_probabilities(b) for b in boards] if stockfish
+                else [None] * len(boards))
+            rows = []
+            for ply, (board, move) in enumerate(zip(boards, game.moves, strict=True)):
+                base = self.policy.move_distribution(board, 1.0, s.distribution_mode)
+                tempered = self.policy.move_distribution(board, s.temperature,
+                                                         s.distribution_mode)
+                best = max(base, key=base.__getitem__)
+                rows.append({
+                    "ply": ply, "san": game.sans[ply], "by": game.played[ply]["by"],
+                    "p1": base[move], "pT": tempered[move], "best_san": board.san(best),
+                    "best_uci": best.uci(), "best_p1": base[best], "win_played": None,
+                    "win_best": None, "loss": None,
+                })
+            all_wins = scoring.result()
+        for row, move, wins in zip(rows, game.moves, all_wins, strict=True):
             if wins:
-                row["win_played"], row["win_best"] = wins[move.uci()], wins[best.uci()]
-                row["loss"] = wins[best.uci()] - wins[move.uci()]
-            rows.append(row)
-            board.push(move)
+                best = str(row["best_uci"])
+                row["win_played"], row["win_best"] = wins[move.uci()], wins[best]
+                row["loss"] = wins[best] - wins[move.uci()]
         return rows
 
     # -- state and PGN -----------------------------------------------------------------------
