@@ -194,3 +194,24 @@ def test_watch_the_model_play_itself(browser: Any, server: PlayServer) -> None:
     time.sleep(1.0)
     assert len(moves(browser)) == count
     assert all("model" in e.get_attribute("class") for e in css(browser, "#moves .mv"))
+
+
+def test_two_tabs_play_two_games(browser: Any, server: PlayServer) -> None:
+    open_page(browser, server)
+    click_move(browser, "d2d4")
+    wait_for(lambda: len(moves(browser)) == 2, "the first tab's game")
+    first = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    try:
+        browser.get(server.url)
+        wait_for(lambda: browser.find_element("id", "status").text == "white to move",
+                 "a new game in the second tab")
+        click_move(browser, "c2c4")
+        wait_for(lambda: len(moves(browser)) == 2 and moves(browser)[0] == "c4",
+                 "the second tab's game")
+    finally:
+        browser.close()
+        browser.switch_to.window(first)
+    browser.refresh()  # the tab keeps its own game across a reload
+    wait_for(lambda: moves(browser)[:1] == ["d4"] and len(moves(browser)) == 2,
+             "the first tab's game, untouched")
