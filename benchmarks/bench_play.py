@@ -6,7 +6,8 @@ then ``POST /api/reply`` over one kept-alive connection, timed until the whole J
 move and the new position with its legal moves and move list) has arrived. The baseline is
 ``Policy.choose`` on the same positions by a second policy that follows the same game, so its
 cache works as the server's does. The page's probability panel (``POST /api/analysis``, two
-exact distributions, without Stockfish) is timed too.
+exact distributions, without Stockfish) is timed too, and replies late in a long game (plies
+300 to 340 of a loaded game, where the prompt fills the model's window).
 
     python benchmarks/bench_play.py                      # the bundled model
     python benchmarks/bench_play.py --model m.onnx --games 2 --plies 40
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import chess
+import chess.pgn
 import numpy as np
 
 from transcend.engine.policy import Policy, default_model_path
@@ -47,6 +49,16 @@ class Connection:
         return data
 
 
+def long_game(rng: random.Random, plies: int) -> chess.Board:
+    """Random legal moves for ``plies`` plies, white to move at the end, the game not over."""
+    while True:
+        board = chess.Board()
+        while len(board.move_stack) < plies and not board.is_game_over():
+            board.push(rng.choice(list(board.legal_moves)))
+        if len(board.move_stack) == plies and not board.is_game_over():
+            return board
+
+
 def stats(ms: list[float]) -> tuple[float, float]:
     return float(np.median(ms)), float(np.percentile(ms, 95))
 
@@ -65,6 +77,7 @@ def main() -> None:
     bare = Policy(model, device="cpu", threads=args.threads)
     rng = random.Random(1)
     page_ms: list[float] = []
+    long_ms: list[float] = []
     bare_ms: list[float] = []
     panel_ms: list[float] = []
     try:
@@ -91,6 +104,20 @@ def main() -> None:
                 conn.post("analysis", id=state["id"], ply=len(board.move_stack) - 1,
                           stockfish=False)
                 panel_ms.append((time.perf_counter() - start) * 1000)
+        board = long_game(rng, 300)
+        state = conn.post("new", pgn=str(chess.pgn.Game.from_board(board)), white="human",
+                          black="model", temperature=args.temperature, seed=1)
+        state = conn.post("goto", id=state["id"], ply=len(board.move_stack))
+        while len(long_ms) < 20 and not board.is_game_over():
+            if board.turn == chess.WHITE:
+                move = rng.choice(list(board.legal_moves))
+                state = conn.post("move", id=state["id"], uci=move.uci())
+            else:
+                start = time.perf_counter()
+                state = conn.post("reply", id=state["id"])
+                long_ms.append((time.perf_counter() - start) * 1000)
+                move = chess.Move.from_uci(state["reply"]["uci"])
+            board.push(move)
     finally:
         server.shutdown()
         server.server_close()
@@ -98,6 +125,7 @@ def main() -> None:
     page, page95 = stats(page_ms)
     base, base95 = stats(bare_ms)
     panel, panel95 = stats(panel_ms)
+    late, late95 = stats(long_ms)
     print(f"model {model.name}, {len(page_ms)} replies in {args.games} games of up to "
           f"{args.plies} plies, T={args.temperature:g} token, threads={args.threads or 'default'}")
     print(f"page reply (POST /api/reply, request to answer): median {page:.1f} ms, "
@@ -106,6 +134,7 @@ def main() -> None:
     print(f"ratio page / bare: {page / base:.2f}x median")
     print(f"probability panel (POST /api/analysis, no Stockfish): median {panel:.1f} ms, "
           f"p95 {panel95:.1f} ms")
+    print(f"page reply at plies 300-340 of a long game: median {late:.1f} ms, p95 {late95:.1f} ms")
     print(f"goal: median under {GOAL_MS} ms: {'met' if page < GOAL_MS else 'NOT met'}")
 
 
