@@ -326,3 +326,28 @@ def test_stockfish_restarts_after_a_crash(client: Client, server: PlayServer,
     code, data = client.post("analysis", id=game_id, ply=3)
     assert code == 500 and "Stockfish failed" in data["error"]
     assert client.ok("analysis", id=game_id, ply=3)["stockfish"]
+
+
+def test_the_page_plays_without_torch(tiny_onnx: Path) -> None:
+    # A meta-path hook makes `import torch` (and anything from training) fail in the child.
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == 'torch' or name.startswith(('torch.', 'transcend.training')):
+            raise ImportError(f'{{name}} must not be imported here')
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from play_helpers import Client
+from transcend.play.server import make_server, serve_in_thread
+server = make_server({str(tiny_onnx)!r}, port=0, threads=1)
+serve_in_thread(server)
+client = Client(server.url)
+game = client.ok('new', white='model', black='model')['id']
+assert client.ok('reply', id=game)['ply'] == 1
+assert client.ok('analysis', id=game, ply=0, stockfish=False)['played']['by'] == 'model'
+print('played')
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "played", result.stderr[-2000:]
