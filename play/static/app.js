@@ -120,11 +120,12 @@ function draw() {
   $('back').disabled = $('first').disabled = state.ply === 0;
   $('forward').disabled = $('last').disabled = state.ply === state.line.length;
   const s = state.settings;
-  $('players').value = `${s.white},${s.black}`;
-  $('temperature').value = s.temperature;
-  $('mode').value = s.mode;
-  $('seed').value = s.seed;
-  $('level').value = s.level;
+  const values = { players: `${s.white},${s.black}`, temperature: s.temperature, mode: s.mode,
+    seed: s.seed, level: s.level };
+  for (const [id, value] of Object.entries(values)) {
+    // Not the field being edited: engines playing each other redraw several times a second.
+    if (document.activeElement !== $(id)) $(id).value = value;
+  }
   $('model-name').textContent = `model ${state.model}`;
   drawMoves();
   drawReview();
