@@ -9,11 +9,15 @@ STOCKFISH_BIN := $(shell command -v stockfish 2>/dev/null || ls /usr/games/stock
 MODEL ?= models/default.onnx
 OUT ?= out
 
-.PHONY: help install stockfish test lint run bench evaluate frontier-quick frontier-full \
+PLAY_ARGS ?=
+
+.PHONY: help install stockfish browser test lint run play screenshots bench evaluate \
+  frontier-quick frontier-full \
   experiment-tiny experiment-cpu clean
 
 help:
 	@echo "make run    play the bundled model against Stockfish levels and print a rating list"
+	@echo "make play   play the bundled model in the browser (PLAY_ARGS='--port 8800 ...')"
 	@echo "make test   set everything up and run the test suite"
 	@echo "make bench  run the speed benchmarks (figures in README.md)"
 	@echo "make evaluate   the model card's figures for MODEL (default: the bundled model)"
@@ -39,10 +43,22 @@ stockfish:
 	  fi; \
 	fi
 
+# The page's browser test needs chromium and its driver; without them it is skipped.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium and chromium-driver from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "no chromium: the browser test will be skipped (apt-get install chromium chromium-driver)"; \
+	  fi; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) stockfish
+test: $(STAMP) stockfish browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -52,6 +68,14 @@ run: $(STAMP) stockfish
 	  --games 6 --max-moves 90 --concurrency 2 --pgn $(OUT)/run.pgn
 	$(BIN)/transcend ratings $(OUT)/run.pgn --anchor random=0
 
+# Stockfish is optional here: without it the page has no win probabilities.
+play: $(STAMP)
+	@$(MAKE) --no-print-directory stockfish || echo "continuing without Stockfish"
+	$(BIN)/transcend play $(PLAY_ARGS)
+
+screenshots: $(STAMP) stockfish browser
+	$(BIN)/python tests/play_screenshots.py
+
 bench: $(STAMP) stockfish
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_engine.py
@@ -60,6 +84,7 @@ bench: $(STAMP) stockfish
 	$(BIN)/python benchmarks/bench_tournament.py
 	$(BIN)/python benchmarks/bench_familiarity.py
 	$(BIN)/python benchmarks/verify_wheels.py  # the platform wheel table against PyPI (network)
+	$(BIN)/python benchmarks/bench_play.py
 
 # The figures of the model card (models/README.md): held-out expert games, the per-move
 # advantage analysis, and one rating list of the model at three temperatures, its four training

@@ -11,6 +11,7 @@ import pytest
 @pytest.mark.parametrize("module", [
     "transcend.engine.uci", "transcend.engine.policy", "transcend.evaluation.tournament",
     "transcend.evaluation.ratings", "transcend.evaluation.sweep", "transcend.evaluation.advantage",
+    "transcend.play.server",
 ])
 def test_module_imports_without_torch(module: str) -> None:
     # A meta-path hook makes `import torch` (and anything from training) fail in the child.
@@ -36,3 +37,4 @@ def test_transcend_help_does_not_import_torch() -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "tournament" in result.stdout and "experiment" in result.stdout
+    assert "play" in result.stdout

@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "transcend.training.frontier:frontier_command",
         "Where the model transcends, by familiarity, and how compute moves it.",
     ),
+    "play": (
+        "transcend.play.server:play_command",
+        "Play the model in the browser and see its move probabilities.",
+    ),
     "experiment": (
         "transcend.training.experiment:experiment_command",
         "The whole study: experts, data, training, export, sweep and report.",

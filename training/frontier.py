@@ -93,7 +93,7 @@ PRESETS: dict[str, FrontierPreset] = {
     # one shared 8M-token schedule.
     "full": FrontierPreset(
         arms=[Arm("eps0.4", experts_with_noise(0.4), 12_000),
-              Arm("eps0.2", experts_with_noise(0.2), 12_000)],
+              Arm("eps0.2", experts_with_noise(0.2), 6_000)],
         runs=[Run("eps0.4-small", "eps0.4", "small", [M // 2, M, 2 * M, 4 * M]),
               Run("eps0.4-mini", "eps0.4", "mini", [M // 2, M, 2 * M]),
               Run("eps0.2-small", "eps0.2", "small", [M // 2, M, 2 * M])],
