@@ -75,14 +75,17 @@ def test_frontier_end_to_end_then_resumes(tmp_path: Path, stockfish: str,
     args = ["frontier", "--preset", "quick", "--out", str(out), "--threads", "1"]
     code, err = cli(args, capsys)
     assert code == 0, err[-3000:]
-    for name in ("a-tiny-4096", "a-tiny-8192", "b-tiny-4096"):
+    for name in ("a-tiny-4096", "a-tiny-8192", "b-tiny-4096", "b-tiny-4096-on-a"):
         summary = json.loads((out / "eval" / name / "summary.json").read_text())
         assert summary["results"]["token"]["0.01"]["familiarity"] is not None
-    # Every model is scored on the positions the first one drew.
+    # An arm's models share the positions its first snapshot drew from its held-out games; the
+    # other arm's models are also scored on the first arm's positions.
     fens = {name: sorted(row["fen"] for row in csv.DictReader(
         (out / "eval" / name / "positions.csv").read_text().splitlines()))
-        for name in ("a-tiny-4096", "b-tiny-4096")}
-    assert fens["a-tiny-4096"] == fens["b-tiny-4096"] and fens["a-tiny-4096"]
+        for name in ("a-tiny-4096", "a-tiny-8192", "b-tiny-4096", "b-tiny-4096-on-a")}
+    assert fens["a-tiny-4096"] == fens["a-tiny-8192"] == fens["b-tiny-4096-on-a"]
+    assert fens["a-tiny-4096"] != fens["b-tiny-4096"] and fens["b-tiny-4096"]
+    assert "## Every model on a's positions" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     for heading in ("## Data", "## Every snapshot", "## Gain by familiarity", "## Trend",
                     "## Games"):

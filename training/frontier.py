@@ -126,9 +126,8 @@ class Layout:
     def data(self, arm: str) -> Path:
         return self.out / "arms" / arm / "data"
 
-    @property
-    def heldout(self) -> Path:
-        return self.out / "heldout.pgn"
+    def heldout(self, arm: str) -> Path:
+        return self.out / "arms" / arm / "heldout.pgn"
 
     def run(self, run: str) -> Path:
         return self.out / "runs" / run
@@ -159,11 +158,13 @@ def stage_experts(p: FrontierPreset, lay: Layout, arms: Sequence[Arm], seed: int
 
 
 def stage_heldout(p: FrontierPreset, lay: Layout, seed: int, concurrency: int) -> None:
-    have, _ = complete_games(lay.heldout)
-    if have < p.heldout_games:
-        # Held-out games come from the first arm's experts, under another seed.
-        _stage("heldout", f"playing {p.heldout_games - have} games")
-        for _ in generate(lay.heldout, p.arms[0].experts, p.heldout_games, concurrency,
+    """Every arm's held-out games: the same experts under another seed."""
+    for arm in p.arms:
+        have, _ = complete_games(lay.heldout(arm.name))
+        if have >= p.heldout_games:
+            continue
+        _stage("heldout", f"{arm.name}: playing {p.heldout_games - have} games")
+        for _ in generate(lay.heldout(arm.name), arm.experts, p.heldout_games, concurrency,
                           seed + 1, p.max_plies, progress=sys.stderr.isatty()):
             pass
 
@@ -406,31 +407,52 @@ def _fresh(result: Path, source: Path) -> bool:
 def stage_evaluate(p: FrontierPreset, lay: Layout, exported: Sequence[tuple[Run, int, Path]],
                    extras: Sequence[tuple[str, Path]], seed: int,
                    stockfish: str | None) -> list[Snapshot]:
-    """The advantage analysis of every snapshot on the same positions.
+    """The advantage analysis of every snapshot, on shared positions.
 
-    The first snapshot draws the positions, stratified by familiarity in its own arm's training
-    data; every other model is scored on exactly those positions, with familiarity counted in
-    the training data of its own arm.
+    Each arm's first snapshot draws positions from that arm's held-out games, stratified by
+    familiarity in the arm's training data; the arm's other snapshots are scored on exactly
+    those positions, against the arm's own experts. Snapshots of the other arms are also scored
+    on the first arm's positions (``<name>-on-<arm>``), so that every model meets the same
+    positions; familiarity is always counted in a model's own training data.
     """
-    from transcend.evaluation.advantage import run_advantage
-
     snapshots = [_snapshot(f"{run.name}-{tokens_label(tokens)}", run.arm, model)
                  for run, tokens, model in exported]
     snapshots += [_snapshot(f"{arm}-{path.stem}", arm, path) for arm, path in extras]
     if not snapshots:
         raise click.ClickException("no snapshot to evaluate: train first")
-    reference = lay.evaluation(snapshots[0].name) / "positions.csv"
-    for index, snap in enumerate(snapshots):
-        out = lay.evaluation(snap.name)
-        if _fresh(out / "summary.json", snap.model):
-            _stage("evaluate", f"{out} is up to date: skipped")
-            continue
-        _stage("evaluate", f"{snap.name}: advantage on {lay.heldout.name}")
-        drawing = {"per_bin": p.per_bin} if index == 0 else {"positions_from": reference}
-        run_advantage(snap.model, [lay.heldout], p.per_bin * 5, p.temps, out, nodes=p.nodes,
-                      seed=seed, cache=lay.out / "stockfish-cache", stockfish=stockfish,
-                      train_data=lay.data(snap.arm), progress=sys.stderr.isatty(), **drawing)
+    first_arm = p.arms[0].name
+    references: dict[str, Path] = {}
+    for snap in snapshots:
+        _advantage(p, lay, snap, snap.name, snap.arm, references, seed, stockfish)
+    for snap in snapshots:
+        if snap.arm != first_arm:
+            _advantage(p, lay, snap, cross_name(snap, first_arm), first_arm, references, seed,
+                       stockfish)
     return snapshots
+
+
+def cross_name(snap: Snapshot, arm: str) -> str:
+    """The evaluation of a snapshot on another arm's positions."""
+    return f"{snap.name}-on-{arm}"
+
+
+def _advantage(p: FrontierPreset, lay: Layout, snap: Snapshot, name: str, positions_arm: str,
+               references: dict[str, Path], seed: int, stockfish: str | None) -> None:
+    from transcend.evaluation.advantage import run_advantage
+
+    out = lay.evaluation(name)
+    reference = references.setdefault(positions_arm, out / "positions.csv")
+    if _fresh(out / "summary.json", snap.model):
+        _stage("evaluate", f"{out} is up to date: skipped")
+        return
+    heldout = lay.heldout(positions_arm)
+    _stage("evaluate", f"{name}: advantage on {positions_arm}'s held-out positions")
+    drawing = ({"per_bin": p.per_bin} if reference == out / "positions.csv"
+               else {"positions_from": reference})
+    run_advantage(snap.model, [heldout] if "per_bin" in drawing else [], p.per_bin * 5,
+                  p.temps, out, nodes=p.nodes, seed=seed, cache=lay.out / "stockfish-cache",
+                  stockfish=stockfish, train_data=lay.data(snap.arm),
+                  progress=sys.stderr.isatty(), **drawing)
 
 
 def read_summary(lay: Layout, snap: Snapshot) -> dict[str, Any]:
@@ -549,7 +571,7 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
     temp = min([t for t in first["temperatures"] if t > 0] or first["temperatures"])
     lines = [f"# Frontier study `{preset_name}`", "",
              f"Reproduce with `transcend frontier --preset {preset_name} --out {lay.out}`. "
-             f"Positions: {first['positions']} from {lay.heldout.name}, "
+             f"Positions: {first['positions']} from each arm's held-out games, "
              f"sampling {json.dumps(first['sampling'])}; Stockfish {first['nodes']:,} nodes a "
              f"position. Figures are token mode at T = {temp:g} unless named.", "",
              "## Data", "", "| arm | experts | games | training tokens | diversity |",
@@ -576,6 +598,21 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
                      f"{snap.flops:.2e} | {_pm(head['overall'])} | {_pm(move['overall'])} | "
                      f"{_share(head['overall'].get('majority_share'))} | "
                      f"{_crossing(summaries[snap.name])} |")
+    first_arm = p.arms[0].name
+    lines += ["", f"## Every model on {first_arm}'s positions", "",
+              f"The same positions for all: {first_arm}'s models against their own experts' "
+              "moves; the other arms' models against those same moves (not their own experts').",
+              "", "| snapshot | arm | tokens | model | experts' move | gain | majority move |",
+              "|---|---|---|---|---|---|---|"]
+    for snap in snapshots:
+        name = snap.name if snap.arm == first_arm else cross_name(snap, first_arm)
+        if not (lay.evaluation(name) / "summary.json").exists():
+            continue
+        overall = headline(json.loads((lay.evaluation(name) / "summary.json").read_text()))[
+            "overall"]
+        lines.append(f"| {snap.name} | {snap.arm} | {snap.tokens:,} | {overall['model']:.3f} | "
+                     f"{overall['expert']:.3f} | {_pm(overall)} | "
+                     f"{_share(overall.get('majority_share'))} |")
     bins = first["bins"]["familiarity"]
     lines += ["", "## Gain by familiarity", "", "| snapshot | " + " | ".join(bins) + " |",
               "|---|" + "---|" * len(bins)]
