@@ -465,6 +465,28 @@ def headline(summary: dict[str, Any], mode: str = "token") -> dict[str, Any]:
     return summary["results"][mode][f"{min(temps):g}"]
 
 
+def played_gain(summary: dict[str, Any], candidates: dict[str, int],
+                mode: str = "token") -> dict[str, Any]:
+    """The gain with every familiarity bin weighted by its share of the held-out positions.
+
+    Stratified sampling gives every bin the same weight; in play nearly every position is
+    unfamiliar. Weighting each bin's gain by how many candidate positions it had gives the
+    per-move gain as the held-out games met them; bins are sampled independently, so their
+    errors (standard error = interval width / 3.92) add in quadrature. ``candidates`` are the
+    positions per bin of the draw (the arm's first snapshot's sampling).
+    """
+    bins = headline(summary, mode).get("familiarity") or {}
+    rows = [(candidates.get(b, 0), stats) for b, stats in bins.items()
+            if stats.get("gain") is not None and candidates.get(b, 0)]
+    total = sum(n for n, _ in rows)
+    if not total:
+        return {"gain": None}
+    gain = sum(n / total * st["gain"] for n, st in rows)
+    se = math.sqrt(sum((n / total * (st["ci_high"] - st["ci_low"]) / 3.92) ** 2
+                       for n, st in rows))
+    return {"gain": gain, "ci_low": gain - 1.96 * se, "ci_high": gain + 1.96 * se}
+
+
 def best_snapshot(lay: Layout, snapshots: Sequence[Snapshot]) -> Snapshot:
     """The snapshot with the highest overall gain at the lowest temperature (token mode)."""
     return max(snapshots, key=lambda s: headline(read_summary(lay, s))["overall"]["gain"])
@@ -510,6 +532,24 @@ def _crossing(summary: dict[str, Any], mode: str = "token") -> str:
     low = "-" if cross.get("low") is None else f"{cross['low']:,.0f}"
     high = "beyond" if cross.get("high") is None else f"{cross['high']:,.0f}"
     return f"{cross['familiarity']:,.0f} ({low} to {high}; {cross['status']})"
+
+
+def _where(fit: dict[str, Any]) -> str:
+    if fit["crossing_log10_tokens"] is None:
+        return "no token count on this fit (it does not move that way)"
+    interval = fit.get("crossing_log10_tokens_ci")
+    return (f"10^{fit['crossing_log10_tokens']:.1f} tokens"
+            + (f" (95%: 10^{interval[0]:.1f} to 10^{interval[1]:.1f})" if interval else "")
+            + f"; {fit['never_crosses_share']:.0%} of redrawn fits never get there")
+
+
+def _trend_line(label: str, tokens: Sequence[int], stats: Sequence[dict[str, Any]]) -> str:
+    fit = fit_trend(tokens, [s["gain"] for s in stats], [s["ci_low"] for s in stats],
+                    [s["ci_high"] for s in stats])
+    path = " → ".join(f"{s['gain']:+.3f}" for s in stats)
+    return (f"{label}: {path}; "
+            f"{fit['slope_per_decade']:+.4f} ± {fit['slope_se']:.4f} per tenfold tokens; "
+            f"zero at " + _where(fit))
 
 
 def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path) -> Path | None:
@@ -567,6 +607,9 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
                  snapshots: Sequence[Snapshot]) -> Path:
     """report.md: data and diversity, every snapshot's figures, the trend and the games."""
     summaries = {s.name: read_summary(lay, s) for s in snapshots}
+    candidates: dict[str, dict[str, int]] = {}
+    for snap in snapshots:  # each arm's first snapshot drew its positions
+        candidates.setdefault(snap.arm, summaries[snap.name]["sampling"].get("candidates") or {})
     first = summaries[snapshots[0].name]
     temp = min([t for t in first["temperatures"] if t > 0] or first["temperatures"])
     lines = [f"# Frontier study `{preset_name}`", "",
@@ -588,14 +631,17 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
                      f"{'-' if value is None else f'{value:.3f}'} "
                      f"({diversity.get('positions', 0)} positions) |")
     lines += ["", "## Every snapshot", "",
-              "| snapshot | size | parameters | tokens | FLOPs | gain | move mode | "
-              "majority move | crossing familiarity |", "|---|---|---|---|---|---|---|---|---|"]
+              "| snapshot | size | parameters | tokens | FLOPs | gain | gain as played | "
+              "move mode | majority move | crossing familiarity |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for snap in snapshots:
         head = headline(summaries[snap.name])
         move = headline(summaries[snap.name], "move") if "move" in summaries[snap.name][
             "results"] else {"overall": {}}
         lines.append(f"| {snap.name} | {snap.size} | {snap.params:,} | {snap.tokens:,} | "
-                     f"{snap.flops:.2e} | {_pm(head['overall'])} | {_pm(move['overall'])} | "
+                     f"{snap.flops:.2e} | {_pm(head['overall'])} | "
+                     f"{_pm(played_gain(summaries[snap.name], candidates[snap.arm]))} | "
+                     f"{_pm(move['overall'])} | "
                      f"{_share(head['overall'].get('majority_share'))} | "
                      f"{_crossing(summaries[snap.name])} |")
     first_arm = p.arms[0].name
@@ -620,24 +666,37 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
         fam = headline(summaries[snap.name]).get("familiarity") or {}
         cells = [f"{_pm(fam.get(b, {}))} n={fam.get(b, {}).get('n', 0)}" for b in bins]
         lines.append(f"| {snap.name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Trend", ""]
+    lines += ["", "## Trend", "",
+              "Straight lines against log10(tokens), each point weighted by its interval; the "
+              "interval of each crossing comes from refitting lines through points redrawn "
+              "within their errors. A line in log tokens is a summary of a few snapshots, not a "
+              "law: read the extrapolations as orders of magnitude.", ""]
     for (size, arm) in sorted({(s.size, s.arm) for s in snapshots}):
-        group = [s for s in snapshots if (s.size, s.arm) == (size, arm)]
+        group = sorted((s for s in snapshots if (s.size, s.arm) == (size, arm)),
+                       key=lambda s: s.tokens)
         if len({s.tokens for s in group}) < 2:
             continue
+        tokens = [s.tokens for s in group]
         overall = [headline(summaries[s.name])["overall"] for s in group]
-        fit = fit_trend([s.tokens for s in group], [o["gain"] for o in overall],
-                        [o["ci_low"] for o in overall], [o["ci_high"] for o in overall])
-        where = ("never, on this fit (the gain does not rise)"
-                 if fit["crossing_log10_tokens"] is None else
-                 f"10^{fit['crossing_log10_tokens']:.1f} tokens")
-        interval = fit.get("crossing_log10_tokens_ci")
-        lines.append(f"- {size} on {arm} ({fit['points']} snapshots): gain changes by "
-                     f"{fit['slope_per_decade']:+.4f} ± {fit['slope_se']:.4f} per tenfold "
-                     f"tokens; zero gain at {where}"
-                     + (f" (95%: 10^{interval[0]:.1f} to 10^{interval[1]:.1f})" if interval
-                        else "")
-                     + f"; {fit['never_crosses_share']:.0%} of redrawn fits never reach zero.")
+        played = [played_gain(summaries[s.name], candidates[arm]) for s in group]
+        lines.append(f"- **{size} on {arm}** ({len(group)} snapshots):")
+        lines.append("  - " + _trend_line("gain, bins weighted alike", tokens, overall))
+        if all(p["gain"] is not None for p in played):
+            lines.append("  - " + _trend_line("gain as played (bins weighted by the held-out "
+                                              "positions)", tokens, played))
+        crossings = [(summaries[s.name].get("crossing") or {}).get("token") or {}
+                     for s in group]
+        if all(c.get("familiarity") is not None and c.get("low") is not None
+               and c.get("high") is not None for c in crossings):
+            # The frontier falls towards familiarity 0: fit -log10(1 + familiarity), which
+            # reaches zero where the model would gain even on positions it never saw.
+            fit = fit_trend(tokens, [-math.log10(1 + c["familiarity"]) for c in crossings],
+                            [-math.log10(1 + c["high"]) for c in crossings],
+                            [-math.log10(1 + c["low"]) for c in crossings])
+            lines.append(f"  - crossing familiarity: log10(1 + familiarity) falls by "
+                         f"{fit['slope_per_decade']:.2f} ± {fit['slope_se']:.2f} per tenfold "
+                         f"tokens; it would reach 0 (a gain on unseen positions) at "
+                         + _where(fit))
     plot = compute_plot(lay, snapshots, lay.out / "frontier-compute.png")
     if plot is not None:
         lines += ["", f"![gain against compute]({plot.name})"]
