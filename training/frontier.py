@@ -552,9 +552,11 @@ def _trend_line(label: str, tokens: Sequence[int], stats: Sequence[dict[str, Any
             f"zero at " + _where(fit))
 
 
-def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path) -> Path | None:
-    """frontier-compute.png: gain per familiarity bin against tokens, one line per size and arm
-    (left); the overall gain against training FLOPs (right). Lowest temperature, token mode."""
+def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path,
+                 candidates: dict[str, dict[str, int]]) -> Path | None:
+    """frontier-compute.png, lowest temperature, token mode. Top: the gain per familiarity bin
+    against tokens, one panel per size and arm. Bottom: the overall gain (bins alike, and as
+    played) against training FLOPs, and the crossing familiarity against tokens."""
     try:
         import matplotlib
 
@@ -569,35 +571,65 @@ def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path) -> Path
         groups.setdefault((snap.size, snap.arm), []).append(snap)
     bins = read_summary(lay, snapshots[0])["bins"]["familiarity"]
     colours = plt.get_cmap("viridis")
-    styles = ["-", "--", ":", "-."]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    columns = max(2, len(groups))
+    fig, axes = plt.subplots(2, columns, figsize=(4.6 * columns, 8.5), squeeze=False)
+    for ax in axes[0][len(groups):]:
+        ax.set_visible(False)
+    for ax in axes[1][2:]:
+        ax.set_visible(False)
+    overall_ax, crossing_ax = axes[1][0], axes[1][1]
     for g, ((size, arm), snaps) in enumerate(groups.items()):
+        ax = axes[0][g]
         tokens = [s.tokens for s in snaps]
-        heads = [headline(read_summary(lay, s)) for s in snaps]
+        summaries = [read_summary(lay, s) for s in snaps]
+        heads = [headline(summary) for summary in summaries]
         for b, label in enumerate(bins):
-            gains = [(h["familiarity"] or {}).get(label, {}).get("gain") for h in heads]
-            left.plot(tokens, [float("nan") if v is None else v for v in gains],
-                      styles[g % len(styles)], marker="o", color=colours(b / max(1, len(bins))),
-                      label=f"{size} {arm}: familiarity {label}")
-        flops = [s.flops for s in snaps]
+            stats = [(h["familiarity"] or {}).get(label, {}) for h in heads]
+            ax.errorbar(tokens, [st.get("gain") or float("nan") for st in stats],
+                        yerr=[[(st.get("gain") or 0) - (st.get("ci_low") or 0) for st in stats],
+                              [(st.get("ci_high") or 0) - (st.get("gain") or 0) for st in stats]],
+                        marker="o", capsize=2, color=colours(b / max(1, len(bins) - 1)),
+                        label=f"familiarity {label}")
+        ax.set_title(f"{size} on {arm}: gain by familiarity")
+        ax.set_xlabel("training tokens (characters)")
+        colour = f"C{g}"
         overall = [h["overall"] for h in heads]
-        right.errorbar(flops, [o["gain"] for o in overall],
-                       yerr=[[o["gain"] - o["ci_low"] for o in overall],
-                             [o["ci_high"] - o["gain"] for o in overall]],
-                       fmt=styles[g % len(styles)] + "o", capsize=3, label=f"{size} {arm}")
-    for ax, xlabel in ((left, "training tokens (characters)"), (right, "training FLOPs (6 N D)")):
-        ax.set_xscale("log")
+        played = [played_gain(summary, candidates[arm]) for summary in summaries]
+        flops = [s.flops for s in snaps]
+        overall_ax.errorbar(flops, [o["gain"] for o in overall],
+                            yerr=[[o["gain"] - o["ci_low"] for o in overall],
+                                  [o["ci_high"] - o["gain"] for o in overall]],
+                            fmt="-o", color=colour, capsize=3,
+                            label=f"{size} {arm}: bins alike")
+        if all(p["gain"] is not None for p in played):
+            overall_ax.plot(flops, [p["gain"] for p in played], "--s", color=colour,
+                            label=f"{size} {arm}: as played")
+        crossings = [(summary.get("crossing") or {}).get("token") or {} for summary in summaries]
+        shown = [(t, c) for t, c in zip(tokens, crossings, strict=True)
+                 if c.get("familiarity") is not None]
+        if shown:
+            crossing_ax.errorbar(
+                [t for t, _ in shown], [1 + c["familiarity"] for _, c in shown],
+                yerr=[[c["familiarity"] - (c.get("low") or c["familiarity"]) for _, c in shown],
+                      [(c.get("high") or c["familiarity"]) - c["familiarity"]
+                       for _, c in shown]],
+                fmt="-o", color=colour, capsize=3, label=f"{size} {arm}")
+    for ax in [*axes[0][:len(groups)], overall_ax]:
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xlabel(xlabel)
         ax.set_ylabel("model - expert (win probability)")
+    for ax in [*axes[0][:len(groups)], overall_ax, crossing_ax]:
+        ax.set_xscale("log")
         ax.grid(alpha=0.3)
-    left.set_title("gain by familiarity bin, lowest temperature")
-    left.legend(fontsize="x-small", ncol=2)
-    right.set_title("overall gain with 95% intervals")
-    right.legend(fontsize="small")
+        ax.legend(fontsize="x-small")
+    overall_ax.set_xlabel("training FLOPs (6 N D)")
+    overall_ax.set_title("overall gain (95% intervals for bins alike)")
+    crossing_ax.set_yscale("log")
+    crossing_ax.set_xlabel("training tokens (characters)")
+    crossing_ax.set_ylabel("1 + familiarity where the gain crosses 0")
+    crossing_ax.set_title("the frontier: crossing familiarity (95%)")
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
     return path
@@ -697,7 +729,7 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
                          f"{fit['slope_per_decade']:.2f} ± {fit['slope_se']:.2f} per tenfold "
                          f"tokens; it would reach 0 (a gain on unseen positions) at "
                          + _where(fit))
-    plot = compute_plot(lay, snapshots, lay.out / "frontier-compute.png")
+    plot = compute_plot(lay, snapshots, lay.out / "frontier-compute.png", candidates)
     if plot is not None:
         lines += ["", f"![gain against compute]({plot.name})"]
     if (lay.games / "summary.md").exists():
