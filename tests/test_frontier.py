@@ -90,7 +90,7 @@ def test_frontier_end_to_end_then_resumes(tmp_path: Path, stockfish: str,
     for heading in ("## Data", "## Every snapshot", "## Gain by familiarity", "## Trend",
                     "## Games"):
         assert heading in report
-    assert "tiny on a (2 snapshots)" in report
+    assert "**tiny on a** (2 snapshots)" in report and "gain as played" in report
     assert (out / "frontier-compute.png").stat().st_size > 1000
     assert (out / "games" / "games.pgn").read_text().count("[Event ") >= 4
 
