@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # On Windows a rename onto a file that another process has open (a reader, a virus scanner, a
 # search indexer) fails for a moment; elsewhere a PermissionError is final and the retries only
@@ -34,6 +36,17 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_figure(fig: Any, path: Path, dpi: int = 120) -> Path:
+    """Write a matplotlib figure to ``path`` as PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+    return Path(path)
 
 
 def _replace(src: str, dst: Path) -> None:

@@ -9,14 +9,13 @@ line does not rise has no crossing and counts as one beyond every familiarity.
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from transcend.engine.files import write_atomic
+from transcend.engine.files import write_figure
 from transcend.evaluation.advantage_positions import PHASES
 from transcend.evaluation.familiarity import FAMILIARITY_BINS, MAJORITY_MIN, PLY_BINS
 
@@ -178,9 +177,4 @@ def frontier_plot(result: AdvantageResult) -> Path | None:
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    path = result.out / "frontier.png"
-    write_atomic(path, buffer.getvalue())
-    return path
+    return write_figure(fig, result.out / "frontier.png")

@@ -13,7 +13,7 @@ import chess
 import click
 import numpy as np
 
-from transcend.engine.files import write_atomic
+from transcend.engine.files import write_atomic, write_figure
 from transcend.evaluation.advantage_positions import MIDDLEGAME_PLIES, OPENING_PLIES
 from transcend.evaluation.advantage_stockfish import LICHESS_K
 from transcend.evaluation.familiarity import FAMILIARITY_BINS, MAJORITY_MIN, PLY_BINS, ply_bin
@@ -245,8 +245,7 @@ def _plots(result: AdvantageResult, modes: Sequence[str],
         axis.legend(fontsize="small")
         axis.grid(alpha=0.3)
     fig.tight_layout()
-    plot = _save(fig, result.out / "advantage.png")
-    plt.close(fig)
+    plot = write_figure(fig, result.out / "advantage.png")
 
     mode = modes[0]
     shown = sorted({min(temps), *(t for t in temps if t == 1.0)})
@@ -270,13 +269,7 @@ def _plots(result: AdvantageResult, modes: Sequence[str],
     right.legend(fontsize="small")
     right.grid(alpha=0.3)
     fig.tight_layout()
-    gains_plot = _save(fig, result.out / "gains.png")
-    plt.close(fig)
+    gains_plot = write_figure(fig, result.out / "gains.png")
     return plot, gains_plot
 
 
-def _save(fig: object, path: Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)  # type: ignore[attr-defined]
-    write_atomic(path, buffer.getvalue())
-    return path

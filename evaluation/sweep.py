@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from transcend.engine.files import write_atomic
+from transcend.engine.files import write_atomic, write_figure
 from transcend.engine.policy import read_model_info
 from transcend.evaluation.players import PlayerSpec, parse_spec
 from transcend.evaluation.ratings import (
@@ -284,11 +284,7 @@ def _plot(path: Path, rows: list[SweepRow], max_rating: float | None, title: str
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
-    return path
+    return write_figure(fig, path)
 
 
 def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: int, mode: str,

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from transcend.engine.files import write_atomic
+from transcend.engine.files import write_atomic, write_figure
 from transcend.training.experts import complete_games, generate
 
 FOUR_EXPERTS = "sf:skill={k},nodes=100,eps={eps},elo=1000"
@@ -564,7 +564,6 @@ def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path,
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    import io
 
     groups: dict[tuple[str, str], list[Snapshot]] = {}
     for snap in sorted(snapshots, key=lambda s: s.tokens):
@@ -628,11 +627,7 @@ def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path,
     crossing_ax.set_ylabel("1 + familiarity where the gain crosses 0")
     crossing_ax.set_title("the frontier: crossing familiarity (95%)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
-    return path
+    return write_figure(fig, path, dpi=100)
 
 
 def write_report(p: FrontierPreset, preset_name: str, lay: Layout,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import click
 
-from transcend.engine.files import write_atomic
+from transcend.engine.files import write_figure
 
 
 def read_metrics(run: Path) -> list[dict]:
@@ -52,12 +51,7 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     ax_legal.grid(alpha=0.3)
     fig.suptitle(run.name)
     fig.tight_layout()
-    out = out or run / "curves.png"
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(out, buffer.getvalue())
-    return out
+    return write_figure(fig, out or run / "curves.png", dpi=100)
 
 
 @click.command("plot")
