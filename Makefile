@@ -110,7 +110,7 @@ evaluate: $(STAMP) stockfish
 	  --no-calibration
 
 # Where the model transcends, by familiarity, and how training compute moves it
-# (docs/frontier.md). Resumable; quick: about 15 minutes on 2 cores; full: hours.
+# (docs/frontier.md). Resumable; quick: about 6 minutes on 2 cores; full: hours.
 frontier-quick: $(STAMP) stockfish
 	$(BIN)/transcend frontier --preset quick --out $(OUT)/frontier-quick
 

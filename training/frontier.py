@@ -78,7 +78,7 @@ class FrontierPreset:
 
 M = 1_000_000
 PRESETS: dict[str, FrontierPreset] = {
-    # About 15 minutes on two cores: every stage on tiny models, the plumbing and the report.
+    # About 6 minutes on two cores: every stage on tiny models, the plumbing and the report.
     "quick": FrontierPreset(
         arms=[Arm("eps0.4", experts_with_noise(0.4), 600),
               Arm("eps0.2", experts_with_noise(0.2), 600)],
@@ -88,13 +88,12 @@ PRESETS: dict[str, FrontierPreset] = {
         schedule_tokens=400_000, batch_size=4, lr=3e-3, min_lr=3e-4, warmup_steps=5,
         eval_interval=50, heldout_games=150, per_bin=12, nodes=1000, temps=[0.01, 1.0],
         match_temps=[0.01], match_games=4, match_opponent_games=2, max_moves=40),
-    # The measurements of docs/frontier.md: `small` at four token counts (five with the bundled
-    # model, given as --extra), `mini` and the data arm (half the random moves) at three, all on
-    # one shared 8M-token schedule.
+    # The measurements of docs/frontier.md: `small` at five token counts, `mini` and the data
+    # arm (half the random moves) at three, all on one shared 8M-token schedule.
     "full": FrontierPreset(
         arms=[Arm("eps0.4", experts_with_noise(0.4), 12_000),
               Arm("eps0.2", experts_with_noise(0.2), 6_000)],
-        runs=[Run("eps0.4-small", "eps0.4", "small", [M // 2, M, 2 * M, 4 * M]),
+        runs=[Run("eps0.4-small", "eps0.4", "small", [M // 2, M, 2 * M, 4 * M, 8 * M]),
               Run("eps0.4-mini", "eps0.4", "mini", [M // 2, M, 2 * M]),
               Run("eps0.2-small", "eps0.2", "small", [M // 2, M, 2 * M])],
         schedule_tokens=8 * M),
@@ -355,7 +354,7 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
 
 @click.command("frontier")
 @click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="quick",
-              show_default=True, help="quick: about 15 minutes on two cores, tiny models; "
+              show_default=True, help="quick: about 6 minutes on two cores, tiny models; "
               "full: the measurements of docs/frontier.md (hours).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--runs", default="", help="Only make the data of these runs (comma-separated) "
