@@ -21,12 +21,12 @@ from transcend.engine.trie import _TERMINATOR_IDS, MoveTrie, softmax
 
 # A model call costs about as much as this many extra tokens in a call (onnxruntime's per-call
 # and per-layer overhead, and reading every weight once), plus one more for every
-# CACHE_TOKENS_PER_TOKEN cached tokens (each call copies the cache into its output). Measured
-# here with `paper-50m` and `small` on 2 cores: about 16 tokens with a 90-character prompt and
-# 45 with 880. The step-by-step path, which makes one call more, is taken when it saves more
-# tree nodes than that.
+# CACHE_TOKENS_PER_TOKEN cached tokens (the cache is copied into the call's output). Measured
+# with `paper-50m` on 2 loaded cores: a call of t new tokens took about 18 + 1.1 t ms after 90
+# cached tokens and 30 + 1.5 t ms after 880, i.e. 16 and 20 tokens. The step-by-step path,
+# which makes one call more, is taken when it saves more tree nodes than that.
 CALL_COST_TOKENS = 16
-CACHE_TOKENS_PER_TOKEN = 30
+CACHE_TOKENS_PER_TOKEN = 200
 
 
 def sample_index(p: np.ndarray, u: float) -> int:

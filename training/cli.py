@@ -32,6 +32,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "transcend.evaluation.advantage:advantage_command",
         "Per-move expected win probability of a model against its experts.",
     ),
+    "gpu-pack": (
+        "transcend.training.gpu_pack:gpu_pack_command",
+        "Pack data, held-out analysis and wheels for a GPU run.",
+    ),
+    "gpu-run": (
+        "transcend.training.gpu_run:gpu_run_command",
+        "Train, export and evaluate a model in one short GPU window.",
+    ),
     "experiment": (
         "transcend.training.experiment:experiment_command",
         "The whole study: experts, data, training, export, sweep and report.",
