@@ -120,3 +120,20 @@ def test_pack_then_dry_run_brings_back_a_model_that_plays(
     board = chess.Board()
     move = Policy(model, device="cpu").choose(board, 1.0, "token", np.random.default_rng(0)).move
     assert move in board.legal_moves
+
+
+def test_weights_come_back_when_the_export_fails(tiny_data: Path, tmp_path: Path) -> None:
+    from transcend.training.export import load_checkpoint
+    from transcend.training.gpu_run import weights_only
+    from transcend.training.train import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(tiny_data), out=str(run), config="tiny", batch_size=2,
+                      max_steps=2, eval_interval=100, eval_batches=2, legal_interval=0,
+                      legal_positions=5, progress=False))
+    path = weights_only(run, tmp_path)
+    model, _ = load_checkpoint(path)
+    trained, _ = load_checkpoint(run)
+    for (name, a), b in zip(model.state_dict().items(), trained.state_dict().values(),
+                            strict=True):
+        assert np.allclose(a.numpy(), b.numpy(), atol=1e-3), name

@@ -213,6 +213,23 @@ def export_model(run: Path, work: Path, part_mib: float) -> tuple[Path, dict[str
                   "sha256": hashlib.sha256(data).hexdigest(), "n_params": model.num_params()}
 
 
+def weights_only(run: Path, work: Path) -> Path:
+    """The last checkpoint's weights in float16 with their config, nanoGPT-style, for when the
+    export fails: ``transcend export model.pt --out model.onnx`` finishes the job at home."""
+    import io
+
+    import torch
+
+    ckpt = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
+    slim = {"model": {k: v.half() for k, v in ckpt["model"].items()},
+            "model_args": ckpt["model_args"], "data": ckpt.get("data"),
+            "summary": ckpt.get("summary")}
+    buffer = io.BytesIO()
+    torch.save(slim, buffer)
+    write_atomic(work / "model.pt", buffer.getvalue())
+    return work / "model.pt"
+
+
 def split(path: Path, out: Path, part_mib: float) -> list[str]:
     """``path`` into ``out`` as one file, or as ``NAME.part-00``, ``-01``... of at most
     ``part_mib`` each; ``cat NAME.part-* > NAME`` joins them."""
@@ -230,7 +247,7 @@ def split(path: Path, out: Path, part_mib: float) -> list[str]:
 
 
 def rejoin(folder: Path, out: Path, name: str = "model.onnx") -> Path:
-    """The model from the parts in ``folder`` (what ``cat NAME.part-* > NAME`` does)."""
+    """A file from its parts in ``folder`` (what ``cat NAME.part-* > NAME`` does)."""
     parts = sorted(folder.glob(f"{name}.part-*"))
     if not parts and (folder / name).exists():
         parts = [folder / name]
@@ -374,6 +391,11 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
             model, carry, info, work, where), summary)
         summary["match"] = run_stage("match vs random", lambda: match_vs_random(
             model, knobs.match_games), summary)
+    elif (run / "ckpt.pt").exists():
+        weights = run_stage("weights", lambda: weights_only(run, work), summary)
+        if weights:
+            summary["weights"] = {"files": split(weights, out, knobs.part_mib),
+                                  "rejoin": f"cat {out.name}/model.pt.part-* > model.pt"}
     summary["legal_rate"] = (summary.get("training") or {}).get("legal_rate")
     summary["elapsed_s"] = round(time.time() - clock.start, 1)
     write_atomic(out / "checks.json", json.dumps(checks, indent=2, default=str).encode())
