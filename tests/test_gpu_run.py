@@ -16,6 +16,7 @@ import pytest
 from cli_helpers import cli
 
 from transcend.engine.policy import Policy
+from transcend.training import gpu_run as gpu_run_module
 from transcend.training.gpu_run import Knobs, model_size, plan, rejoin, split
 from transcend.training.model import CONFIGS, GPT
 
@@ -83,8 +84,8 @@ def test_user_mistakes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_pack_then_dry_run_brings_back_a_model_that_plays(
-        tiny_data: Path, stockfish: str, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        tiny_data: Path, stockfish: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     carry = tmp_path / "carry"
     code, err = cli(["gpu-pack", "--data", str(tiny_data), "--heldout",
                      str(heldout_pgn(tmp_path / "heldout.pgn")), "--out", str(carry),
@@ -95,6 +96,16 @@ def test_pack_then_dry_run_brings_back_a_model_that_plays(
     assert packed["data"]["train_tokens"] == (tiny_data / "train.bin").stat().st_size
     assert packed["data"]["ratio"] > 1.5 and packed["advantage"]["positions"] == 8
 
+    # The first training attempt breaks before its first checkpoint: the run trains again.
+    real, calls = gpu_run_module.train_model, []
+
+    def flaky(*args: object) -> object:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("simulated failure")
+        return real(*args)
+
+    monkeypatch.setattr(gpu_run_module, "train_model", flaky)
     out = tmp_path / "back"
     code, err = cli(["gpu-run", "--carry", str(carry), "--out", str(out), "--dry-run",
                      "--budget", "20", "--reserve", "6", "--games", "2"], capsys)
@@ -104,7 +115,8 @@ def test_pack_then_dry_run_brings_back_a_model_that_plays(
                                 "summary.md"} <= set(files)
     summary = json.loads((out / "summary.json").read_text())
     checks = json.loads((out / "checks.json").read_text())
-    assert not summary.get("errors"), summary.get("errors")
+    assert summary["errors"] == {"training": "RuntimeError: simulated failure"}
+    assert len(calls) == 2
     assert checks["bf16_vs_fp32"]["agrees"] and checks["compile"]["works"]
     assert checks["throughput_eager"]["tokens_per_s"] > 0
     assert summary["plan"]["config"] == "tiny" and summary["training"]["step"] >= 1

@@ -375,6 +375,11 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
     summary["training"] = run_stage("training", lambda: train_model(
         knobs, choice, data, run, dtype == torch.bfloat16, use_compile,
         clock.left() - knobs.reserve_s), summary)
+    if summary["training"] is None and not (run / "ckpt.pt").exists():
+        # Failed before its first checkpoint: once more in plain eager fp32, with what is left.
+        run = work / "run-retry"
+        summary["training"] = run_stage("training retry", lambda: train_model(
+            knobs, choice, data, run, False, False, clock.left() - knobs.reserve_s), summary)
     if (run / "metrics.jsonl").exists():
         shutil.copyfile(run / "metrics.jsonl", out / "metrics.jsonl")
 
