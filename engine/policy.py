@@ -566,21 +566,25 @@ class Policy:
             return Choice(trie.moves[best], probabilities, nodes=nodes)
 
     def _choose_steps(self, text: str, trie: MoveTrie, temperature: float, u: float) -> Choice:
-        """`token` sampling with two small calls: the prompt, whose last logits pick the first
-        character, then the subtree of the moves that start with it (none when only one does).
-
-        The cache keeps the prompt only: the move's few characters run with the next prompt,
-        which costs less than copying the whole cache to append them.
-        """
-        rows, _, nodes = self._evaluate(text, None)
+        """`token` sampling in one or two small calls. The first runs the new prompt characters
+        and, as a tree, one node per distinct first character of the moves: its logits pick the
+        first two characters. Only when several moves start with those two does a second call
+        run their subtree. The cache keeps the prompt alone (the move's characters run with the
+        next prompt), copied once so that both calls and the next move use it as it is."""
         firsts = first_chars(trie)
+        level = MoveTrie([], [VOCAB[c] for c in firsts])
+        rows, _, nodes = self._evaluate(text, level)
+        self._past = np.ascontiguousarray(self._past)
         k, probability, u = step(rows[0], firsts, False, temperature, u)
         under = [m for m, san in enumerate(trie.sans) if STOI[san[0]] == firsts[k]]
-        best = under[0]
+        seconds = sorted({STOI[trie.sans[m][1]] for m in under})  # a SAN has 2 or more
+        j, q, u = step(rows[k + 1], seconds, False, temperature, u)
+        under = [m for m in under if STOI[trie.sans[m][1]] == seconds[j]]
+        best, probability = under[0], probability * q
         if len(under) > 1:
             sub = MoveTrie([trie.moves[m] for m in under], [trie.sans[m] for m in under])
-            j, q = walk(self._tree_rows(len(text), sub), sub, temperature, u)
-            best, probability, nodes = under[j], probability * q, nodes + sub.n
+            i, q = walk(self._tree_rows(len(text), sub), sub, temperature, u)
+            best, probability, nodes = under[i], probability * q, nodes + sub.n
         move = trie.moves[best]
         return Choice(move, {move: probability}, nodes=nodes, complete=False)
 
