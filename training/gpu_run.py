@@ -283,10 +283,11 @@ def advantage(model: Path, carry: Path, info: dict[str, Any], work: Path,
             "table": result.table_markdown(), "cpus": os.cpu_count()}
 
 
-def match_vs_random(model: Path, games: int, temperature: float = 0.01,
-                    max_plies: int = 300) -> dict[str, Any]:
+def match_vs_random(model: Path, games: int, deadline: float = math.inf,
+                    temperature: float = 0.01, max_plies: int = 300) -> dict[str, Any]:
     """Games on the CPU against a uniformly random mover, colours alternating; a game still
-    running after ``max_plies`` counts as a draw."""
+    running after ``max_plies`` counts as a draw. No game starts after ``deadline`` (a
+    ``time.time()``)."""
     import chess
     import numpy as np
 
@@ -296,7 +297,11 @@ def match_vs_random(model: Path, games: int, temperature: float = 0.01,
     rng, mover = np.random.default_rng(0), random.Random(0)
     wins = draws = losses = plies = 0
     start = time.time()
+    played = 0
     for game in range(games):
+        if time.time() > deadline:
+            break
+        played += 1
         board, model_colour = chess.Board(), chess.WHITE if game % 2 == 0 else chess.BLACK
         while not board.is_game_over(claim_draw=True) and board.ply() < max_plies:
             if board.turn == model_colour:
@@ -310,9 +315,9 @@ def match_vs_random(model: Path, games: int, temperature: float = 0.01,
         wins += winner == model_colour
         losses += winner is not None and winner != model_colour
         draws += winner is None
-    return {"games": games, "temperature": temperature, "wins": wins, "draws": draws,
-            "losses": losses, "score": (wins + draws / 2) / max(1, games),
-            "mean_plies": plies / max(1, games), "seconds": round(time.time() - start, 1)}
+    return {"games": played, "temperature": temperature, "wins": wins, "draws": draws,
+            "losses": losses, "score": (wins + draws / 2) / max(1, played),
+            "mean_plies": plies / max(1, played), "seconds": round(time.time() - start, 1)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,6 +338,13 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
     device = torch.device(knobs.device)
     summary: dict[str, Any] = {"budget_s": budget, "knobs": asdict(knobs)}
     checks: dict[str, Any] = {}
+    def save() -> None:
+        summary["legal_rate"] = (summary.get("training") or {}).get("legal_rate")
+        summary["elapsed_s"] = round(time.time() - clock.start, 1)
+        write_atomic(out / "checks.json", json.dumps(checks, indent=2, default=str).encode())
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str).encode())
+        write_atomic(out / "summary.md", summary_markdown(summary, checks).encode())
+
     data, info = unpack(carry, work)
     summary["carried"] = info["data"] | {"manifest": None}
     data_tokens = info["data"]["train_tokens"]
@@ -382,6 +394,7 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
             knobs, choice, data, run, False, False, clock.left() - knobs.reserve_s), summary)
     if (run / "metrics.jsonl").exists():
         shutil.copyfile(run / "metrics.jsonl", out / "metrics.jsonl")
+    save()
 
     exported = run_stage("export", lambda: export_model(run, work, knobs.part_mib), summary)
     if exported:
@@ -391,21 +404,19 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
                                        if len(summary["export"]["files"]) > 1 else "")
         checks["onnx_cuda"] = run_stage("onnx cuda", lambda: gpu_checks.onnx_cuda(str(model)),
                                         summary)
+        save()  # what is done so far comes back even if the machine stops the run later
         where = "cuda" if (checks["onnx_cuda"] or {}).get("available") else "cpu"
         summary["advantage"] = run_stage("advantage", lambda: advantage(
             model, carry, info, work, where), summary)
+        save()
         summary["match"] = run_stage("match vs random", lambda: match_vs_random(
-            model, knobs.match_games), summary)
+            model, knobs.match_games, clock.start + budget - 15), summary)
     elif (run / "ckpt.pt").exists():
         weights = run_stage("weights", lambda: weights_only(run, work), summary)
         if weights:
             summary["weights"] = {"files": split(weights, out, knobs.part_mib),
                                   "rejoin": f"cat {out.name}/model.pt.part-* > model.pt"}
-    summary["legal_rate"] = (summary.get("training") or {}).get("legal_rate")
-    summary["elapsed_s"] = round(time.time() - clock.start, 1)
-    write_atomic(out / "checks.json", json.dumps(checks, indent=2, default=str).encode())
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str).encode())
-    write_atomic(out / "summary.md", summary_markdown(summary, checks).encode())
+    save()
     summary["back"] = check_back(out)
     return summary
 
