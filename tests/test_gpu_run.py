@@ -40,19 +40,23 @@ def test_model_size_counts_like_the_model() -> None:
         assert model_size(name) == (model.num_params(), model.flops_per_token())
 
 
-def test_plan_takes_the_largest_model_time_and_data_support() -> None:
-    params, flops = model_size("paper-50m")
+def test_plan_fills_the_time_with_the_model_the_data_support() -> None:
+    _, flops = model_size("paper-50m")
     measured = {"tokens_per_s": 1.0e6, "flops_per_token": flops}
-    # An H200-like throughput with plenty of data: 25M parameters get their 20 tokens each,
-    # 50M would not, and paper-300m's file could not come back anyway.
-    big = plan(Knobs(), measured, data_tokens=140_000_000, train_seconds=330)
-    assert big["config"] == "karvonen-25m"
-    assert [r["supported"] for r in big["candidates"]] == [True, True, False, False]
-    assert 16 <= big["batch_size"] <= 125 and big["steps"] >= 900
-    # The same machine with little data: 8 epochs of 8M tokens support only `small`.
-    small = plan(Knobs(), measured, data_tokens=8_000_000, train_seconds=330)
-    assert small["config"] == "small" and small["epochs"] <= 8
-    assert params > 50_000_000
+    # An H200-like throughput, 5.5 minutes: karvonen-25m, with little data or much; the
+    # larger models' fp16 files could not come back.
+    for data in (8_000_000, 140_000_000):
+        big = plan(Knobs(), measured, data_tokens=data, train_seconds=330)
+        losses = {r["config"]: r["predicted_loss"] for r in big["candidates"]}
+        assert big["config"] == "karvonen-25m"
+        assert losses["karvonen-25m"] < losses["small"]
+        assert [r["comes_back"] for r in big["candidates"]] == [True, True, False, False]
+        assert 16 <= big["batch_size"] <= 125 and big["steps"] >= 900
+        # The whole training time is used: tokens = tokens/s x time.
+        row = next(r for r in big["candidates"] if r["config"] == "karvonen-25m")
+        assert big["tokens"] == pytest.approx(row["tokens_per_s"] * 330, rel=0.01)
+    # Five seconds: the small model, which sees far more tokens, wins.
+    assert plan(Knobs(), measured, data_tokens=8_000_000, train_seconds=5)["config"] == "small"
 
 
 def test_split_and_rejoin_with_cat(tmp_path: Path) -> None:

@@ -39,8 +39,11 @@ BACK_FILES, BACK_FILE_MIB, BACK_TOTAL_MIB = 8, 16, 64
 # The model's share of what comes back: 4 parts, beside 4 small files.
 MODEL_BACK_MIB = BACK_TOTAL_MIB - 2
 PAPER_BATCH = 125  # the paper's micro-batch of 1023-character windows
-TOKENS_PER_PARAM = 20  # compute-optimal training tokens per parameter (Hoffmann et al., 2022)
-MAX_EPOCHS = 8  # repeated data keeps paying up to a few epochs (Muennighoff et al., 2023)
+# Loss against parameters N and tokens D, L = E + A / N^alpha + B / D^beta (Hoffmann et al.,
+# 2022, their fit for text), used only to rank the candidate sizes; repeated tokens count as
+# U (1 + R* (1 - exp(-R / R*))) for U unique ones seen 1 + R times (Muennighoff et al., 2023).
+CHINCHILLA = (1.69, 406.4, 410.7, 0.34, 0.28)
+REPEAT_SCALE = 15.4  # R*
 CANDIDATES = ("small", "karvonen-25m", "paper-50m", "paper-300m")
 ADVANTAGE_TEMPS = (0.0, 0.01, 0.1, 0.3, 1.0)
 CACHE_ONLY_ENGINE = """#!/bin/sh
@@ -142,42 +145,54 @@ def model_size(name: str) -> tuple[int, float]:
     return params, float(flops)
 
 
+def predicted_loss(params: int, tokens: float, unique: int) -> float:
+    """Chinchilla's loss fit at ``params`` and ``tokens``, repeated data discounted."""
+    e, a, b, alpha, beta = CHINCHILLA
+    repeats = max(0.0, tokens / unique - 1)
+    discount = 1 - math.exp(-repeats / REPEAT_SCALE)
+    effective = min(tokens, unique) + unique * REPEAT_SCALE * discount
+    return e + a / params**alpha + b / effective**beta
+
+
 def plan(knobs: Knobs, measured: dict[str, Any] | None, data_tokens: int,
          train_seconds: float) -> dict[str, Any]:
-    """The config, batch and steps. Each candidate's tokens/s comes from the measured MFU run,
-    scaled by FLOPs per token; it can see min(tokens/s x time, MAX_EPOCHS x data) tokens, and
-    is supported when that is at least TOKENS_PER_PARAM tokens per parameter and its fp16 file
-    comes back. The largest supported one wins (else the smallest candidate)."""
-    from transcend.training.model import CONFIGS
-
+    """The config, batch and steps. Every candidate trains for the whole time: its tokens/s is
+    the measured one scaled by FLOPs per token (times 0.85 for evaluation and checkpoints), and
+    the one with the lowest predicted loss at those tokens, the carried data repeated as often as
+    needed, wins among those whose fp16 file comes back."""
     rows = []
     for name in knobs.candidates:
         params, flops = model_size(name)
-        tps = None
-        if measured:
-            # Evaluation, checkpoints and data loading cost about 15% of the bare loop's speed.
-            tps = 0.85 * measured["tokens_per_s"] * measured["flops_per_token"] / flops
-        tokens = min(tps * train_seconds if tps else math.inf, MAX_EPOCHS * data_tokens)
-        rows.append({"config": name, "params": params, "tokens_per_s": tps,
-                     "tokens": int(tokens), "fp16_mib": round(2 * params / MIB, 1),
-                     "supported": tokens >= TOKENS_PER_PARAM * params
-                     and 2 * params / MIB <= MODEL_BACK_MIB})
-    chosen = next((r for r in reversed(rows) if r["supported"]), rows[0])
-    block = CONFIGS[chosen["config"]].block_size
+        tps = 0.85 * measured["tokens_per_s"] * measured["flops_per_token"] / flops \
+            if measured else 1000.0
+        tokens = tps * train_seconds
+        rows.append({"config": name, "params": params, "tokens_per_s": round(tps),
+                     "tokens": int(tokens), "epochs": round(tokens / data_tokens, 2),
+                     "fp16_mib": round(2 * params / MIB, 1),
+                     "comes_back": 2 * params / MIB <= MODEL_BACK_MIB,
+                     "predicted_loss": round(predicted_loss(params, tokens, data_tokens), 3)})
+    fits = [r for r in rows if r["comes_back"]] or rows[:1]
+    chosen = min(fits, key=lambda r: r["predicted_loss"])
+    block = model_config(chosen["config"]).block_size
     # About 1000 optimizer steps, between min_batch and the paper's micro-batch windows.
     batch = int(min(PAPER_BATCH, max(knobs.min_batch, chosen["tokens"] // (1000 * block))))
     steps = max(1, chosen["tokens"] // (batch * block))
-    params = chosen["params"]
     return {
         "config": chosen["config"], "batch_size": batch, "steps": steps,
         "tokens": steps * batch * block, "epochs": round(steps * batch * block / data_tokens, 2),
         "train_seconds": round(train_seconds), "data_tokens": data_tokens,
-        "lr": 1e-3 if params < 10_000_000 else 6e-4, "candidates": rows,
-        "rule": f"largest candidate with >= {TOKENS_PER_PARAM} tokens per parameter within "
-                f"min(measured tokens/s x {train_seconds:.0f} s, {MAX_EPOCHS} epochs of "
-                f"{data_tokens:,} carried tokens) whose fp16 file fits {MODEL_BACK_MIB} MiB; "
-                f"batch for about 1000 steps",
+        "lr": 1e-3 if chosen["params"] < 10_000_000 else 6e-4, "candidates": rows,
+        "rule": f"each candidate trains for {train_seconds:.0f} s at the measured tokens/s scaled "
+                f"by its FLOPs per token; lowest Chinchilla-predicted loss with repeated data "
+                f"discounted, among those whose fp16 file fits {MODEL_BACK_MIB} MiB; batch for "
+                f"about 1000 steps",
     }
+
+
+def model_config(name: str) -> Any:
+    from transcend.training.model import CONFIGS
+
+    return CONFIGS[name]
 
 
 # ---------------------------------------------------------------------------------------------
