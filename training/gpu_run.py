@@ -4,8 +4,8 @@ In one call, under a wall-time budget (``docs/gpu-run.md``):
 
 1. checks: versions, a bf16 step against fp32, ``torch.compile``, the MFU of ``paper-50m`` at
    the paper's batch shape;
-2. training: the largest model that the measured throughput, the remaining time and the
-   carried data support, checkpointed as it goes;
+2. training: the model size that the measured throughput, the remaining time and the carried
+   data favour (and whose file can come back), checkpointed as it goes;
 3. export (fp16 when the file would not fit one part), the CUDA provider's parity and latency,
    the legal-move rate, ``transcend advantage`` from the carried Stockfish analysis, and a short
    match against a random mover on the CPU;
