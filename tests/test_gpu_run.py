@@ -125,7 +125,8 @@ def test_pack_then_dry_run_brings_back_a_model_that_plays(
     assert checks["throughput_eager"]["tokens_per_s"] > 0
     assert summary["plan"]["config"] == "tiny" and summary["training"]["step"] >= 1
     assert summary["advantage"]["positions"] == 8 and summary["advantage"]["cache_hits"] == 8
-    assert summary["match"]["games"] == 2
+    # The budget is small: at least one game, and no game started after it was spent.
+    assert 1 <= summary["match"]["games"] <= 2
     # The tiny model is split like a big one, and the documented command joins it.
     export = summary["export"]
     assert export["fp16"] and len(export["files"]) >= 2

@@ -301,8 +301,8 @@ def advantage(model: Path, carry: Path, info: dict[str, Any], work: Path,
 def match_vs_random(model: Path, games: int, deadline: float = math.inf,
                     temperature: float = 0.01, max_plies: int = 300) -> dict[str, Any]:
     """Games on the CPU against a uniformly random mover, colours alternating; a game still
-    running after ``max_plies`` counts as a draw. No game starts after ``deadline`` (a
-    ``time.time()``)."""
+    running after ``max_plies`` counts as a draw. No game but the first starts after
+    ``deadline`` (a ``time.time()``)."""
     import chess
     import numpy as np
 
@@ -314,7 +314,7 @@ def match_vs_random(model: Path, games: int, deadline: float = math.inf,
     start = time.time()
     played = 0
     for game in range(games):
-        if time.time() > deadline:
+        if game and time.time() > deadline:
             break
         played += 1
         board, model_colour = chess.Board(), chess.WHITE if game % 2 == 0 else chess.BLACK
@@ -425,7 +425,7 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
             model, carry, info, work, where), summary)
         save()
         summary["match"] = run_stage("match vs random", lambda: match_vs_random(
-            model, knobs.match_games, clock.start + budget - 15), summary)
+            model, knobs.match_games, clock.start + budget), summary)
     elif (run / "ckpt.pt").exists():
         weights = run_stage("weights", lambda: weights_only(run, work), summary)
         if weights:
