@@ -13,7 +13,7 @@ PLAY_ARGS ?=
 
 .PHONY: help install stockfish browser test lint run play screenshots bench evaluate \
   frontier-quick frontier-full \
-  experiment-tiny experiment-cpu clean
+  experiment-tiny experiment-cpu clean gpu-carry gpu-rehearsal gpu-run
 
 help:
 	@echo "make run    play the bundled model against Stockfish levels and print a rating list"
@@ -23,6 +23,7 @@ help:
 	@echo "make evaluate   the model card's figures for MODEL (default: the bundled model)"
 	@echo "make experiment-tiny / experiment-cpu   the whole study in one command"
 	@echo "make frontier-quick / frontier-full   where the model transcends, against compute"
+	@echo "make gpu-carry / gpu-rehearsal / gpu-run   a prepared GPU window (docs/gpu-run.md)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -122,6 +123,27 @@ experiment-tiny: $(STAMP) stockfish
 
 experiment-cpu: $(STAMP) stockfish
 	$(BIN)/transcend experiment --preset cpu --out $(OUT)/experiment-cpu
+
+# A GPU window (docs/gpu-run.md): the inputs are packed here into $(CARRY), rehearsed here on the
+# CPU, and run on the lent machine with its own python3 and torch.
+CARRY ?= gpu-carry
+GPU_DATA ?= data/gpu
+GPU_HELDOUT ?= $(OUT)/heldout.pgn
+GPU_OUT ?= $(OUT)/gpu-run
+GPU_BUDGET ?= 540
+
+gpu-carry: $(STAMP) stockfish
+	$(BIN)/transcend gpu-pack --data $(GPU_DATA) --heldout $(GPU_HELDOUT) --out $(CARRY)
+
+gpu-rehearsal: $(STAMP) stockfish
+	$(BIN)/transcend gpu-run --carry $(CARRY) --out $(OUT)/gpu-rehearsal --dry-run
+
+# On the GPU machine only: no venv, no pinned CPU torch; the carried wheels go to /tmp/site.
+gpu-run:
+	python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $(CARRY)/wheels/*.whl
+	PYTHONPATH=/tmp/site python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .
+	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 -m transcend.training.cli gpu-run \
+	  --carry $(CARRY) --out $(GPU_OUT) --budget $(GPU_BUDGET)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,9 +1,11 @@
 """Per-move latency of the engine against the paper's sampling method: same model, same run.
 
-Ours: `Policy.choose` in `token` mode as a game uses it: the cache holds the position of the
-engine's previous move, the opponent's reply is new, and every legal move is scored in one call.
-The paper's: 10 characters generated one by one, each by a full forward pass over the whole
-prompt without a cache (one attempt, as if the first sample were legal).
+Ours: `Policy.choose` in `token` mode as the engine uses it (MultiPV 1): the cache holds the
+position of the engine's previous move and the opponent's reply is new. Two ways in the same
+run: "auto", the engine's default, samples the move character by character when that is
+cheaper (see `engine/token_steps.py`); "tree" scores every legal move in one call, as MultiPV
+and `move` mode do. The paper's: 10 characters generated one by one, each by a full forward
+pass over the whole prompt without a cache (one attempt, as if the first sample were legal).
 
 Positions come from games between noisy Stockfish players (random games without Stockfish),
 timed at moves 10, 40 and 80 (white to move) and the next few moves of each game.
@@ -11,6 +13,7 @@ timed at moves 10, 40 and 80 (white to move) and the next few moves of each game
     python benchmarks/bench_engine.py                 # the bundled model, else a fresh `small`
     python benchmarks/bench_engine.py --model m.onnx --threads 1   # then on the GPU if any
     python benchmarks/bench_engine.py --quick         # seconds: the `tiny` model, two games
+    python benchmarks/bench_engine.py --config paper-50m --threads 2   # a fresh paper-50m
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from transcend.engine.policy import PAPER_MAX_CHARS, Policy, default_model_path
 from transcend.engine.transcript import encode
 
 MOVE_NUMBERS = (10, 40, 80)
+WAYS = ("auto", "tree")  # Policy.token_path: "auto" samples step by step when cheaper
 SAMPLES_PER_GAME = 3  # consecutive own moves timed from each move number
 
 
@@ -112,12 +116,14 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=8)
     parser.add_argument("--temperature", type=float, default=0.01)
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument("--no-paper", action="store_true",
+                        help="skip the paper's method (minutes for a large model at move 80)")
     args = parser.parse_args()
     if args.quick:
         args.games, args.config = 2, "tiny"
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model
-        if path is None:
+        if path is None and args.config == "small":
             bundled = default_model_path()
             path = bundled if bundled.exists() and not args.quick else None
         if path is None:
@@ -127,64 +133,80 @@ def main() -> None:
         started = time.perf_counter()
         games = make_games(args.games, last, seed=1)
         print(f"{len(games)} games of >= {last} plies in {time.perf_counter() - started:.1f} s")
-        run(Policy(path, device=args.device, threads=args.threads), games, args)
+        run(path, args.device, games, args)
         if args.device == "cpu":  # the same on the GPU, when there is one
             gpu = Policy(path, device="cuda", threads=args.threads)
             if gpu.info.provider == "CPUExecutionProvider":
                 print(f"\nno GPU figure: {gpu.info.device_note}")
             else:
-                run(gpu, games, args)
+                run(path, "cuda", games, args)
 
 
-def run(policy: Policy, games: list[list[chess.Move]], args: argparse.Namespace) -> None:
+def run(path: Path, device: str, games: list[list[chess.Move]],
+        args: argparse.Namespace) -> None:
+    policies = {name: Policy(path, device=device, threads=args.threads) for name in WAYS}
+    for name, policy in policies.items():
+        policy.token_path = name
+    policy = policies["tree"]
     info = policy.info
     print(f"\nmodel {info.path.name}: {info.n_params or 0:,} parameters, {info.n_layer} layers, "
           f"window {info.block_size}; {info.provider}, threads {args.threads or 'default'}, "
           f"{os.cpu_count()} CPUs")
     rng = np.random.default_rng(0)
-    policy.choose(chess.Board(), args.temperature, "token", rng)  # warm-up
+    for p in policies.values():
+        p.choose(chess.Board(), args.temperature, "token", rng)  # warm-up
     rows = []
-    all_ours: list[float] = []
-    all_paper: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name in (*WAYS, "paper")}
     for number in MOVE_NUMBERS:
         ply = 2 * (number - 1)
-        ours: list[float] = []
-        paper: list[float] = []
+        these: dict[str, list[float]] = {name: [] for name in times}
         prompt_len = []
         for moves in games:
-            policy.reset()
-            # The engine's previous move: its position is in the cache, as during a game.
-            policy.choose(board_at(moves, ply - 2), args.temperature, "token", rng)
+            for p in policies.values():
+                p.reset()
+                # The engine's previous move: its position is in the cache, as during a game.
+                p.choose(board_at(moves, ply - 2), args.temperature, "token", rng,
+                         distribution=False)
             for k in range(SAMPLES_PER_GAME):
                 board = board_at(moves, ply + 2 * k)
-                start = time.perf_counter()
-                policy.choose(board, args.temperature, "token", rng)
-                ours.append(time.perf_counter() - start)
+                for name, p in policies.items():  # interleaved: both see the same load
+                    start = time.perf_counter()
+                    p.choose(board, args.temperature, "token", rng, distribution=False)
+                    these[name].append(time.perf_counter() - start)
             board = board_at(moves, ply)
             text = policy.prompt_text(board)
             prompt_len.append(len(text))
-            start = time.perf_counter()
-            paper_method(policy, text, rng)
-            paper.append(time.perf_counter() - start)
-        all_ours += ours
-        all_paper += paper
-        rows.append((number, int(np.mean(prompt_len)), ours, paper))
+            if not args.no_paper:
+                start = time.perf_counter()
+                paper_method(policy, text, rng)
+                these["paper"].append(time.perf_counter() - start)
+        for name in times:
+            times[name] += these[name]
+        rows.append((str(number), int(np.mean(prompt_len)), these))
+    rows.append(("all", "", times))
     print()
-    print("| move | prompt chars | ours median ms | ours p95 ms | paper median ms "
-          "| paper p95 ms | speed-up (median) |")
+    print("| move | prompt chars | auto median / p95 ms | tree median / p95 ms "
+          "| paper median / p95 ms | tree / auto (paired) | paper / auto |")
     print("|---|---|---|---|---|---|---|")
-    for number, chars, ours, paper in rows:
-        print(f"| {number} | {chars} | {ms(ours, 50)} | {ms(ours, 95)} | {ms(paper, 50)} "
-              f"| {ms(paper, 95)} | {np.median(paper) / np.median(ours):.0f}x |")
-    ratio = np.median(all_paper) / np.median(all_ours)
-    print(f"| all | | {ms(all_ours, 50)} | {ms(all_ours, 95)} | {ms(all_paper, 50)} "
-          f"| {ms(all_paper, 95)} | {ratio:.0f}x |")
-    print(f"\nspeed-up over the paper's method (median latency, all moves): {ratio:.1f}x "
-          f"(goal >= 20x); our median {ms(all_ours, 50)} ms (goal < 20 ms on 2 CPU cores)")
+    for number, chars, t in rows:
+        cells = " | ".join(f"{ms(t[n], 50)} / {ms(t[n], 95)}" for n in (*WAYS, "paper"))
+        # The median of per-position ratios: both ways timed back to back on each position,
+        # so a busy machine slows both alike.
+        paired = np.median(np.array(t["tree"]) / np.array(t["auto"]))
+        print(f"| {number} | {chars} | {cells} | {ratio(t['tree'], t['auto'])} ({paired:.1f}x) "
+              f"| {ratio(t['paper'], t['auto'])} |")
+    print(f"\nmedian latency, all moves: {ms(times['auto'], 50)} ms auto (step by step where "
+          f"cheaper), "
+          f"{ms(times['tree'], 50)} ms scoring every move, {ms(times['paper'], 50)} ms the "
+          f"paper's method ({ratio(times['paper'], times['auto'])} faster; goal >= 20x)")
+
+
+def ratio(slow: list[float], fast: list[float]) -> str:
+    return f"{np.median(slow) / np.median(fast):.1f}x" if slow and fast else "-"
 
 
 def ms(values: list[float], q: float) -> str:
-    return f"{1000 * float(np.percentile(values, q)):.1f}"
+    return f"{1000 * float(np.percentile(values, q)):.1f}" if values else "-"
 
 
 if __name__ == "__main__":

@@ -35,14 +35,22 @@ from pathlib import Path
 import chess
 import numpy as np
 
-from transcend.engine.transcript import (
-    MOVE_TERMINATORS,
-    STOI,
-    VOCAB,
-    VOCAB_SIZE,
-    decode,
-    encode,
-    prompt,
+from transcend.engine.token_steps import (
+    first_chars,
+    sample_in_order,
+    sample_index,
+    step,
+    steps_are_cheaper,
+    walk,
+)
+from transcend.engine.transcript import STOI, VOCAB, VOCAB_SIZE, decode, encode, prompt
+from transcend.engine.trie import (
+    MoveTrie,
+    greedy_token_move,
+    legal_sans,
+    move_log_probs,
+    softmax,
+    token_log_probs,
 )
 
 MODES = ("token", "move", "paper")
@@ -55,8 +63,6 @@ PAPER_ATTEMPTS = 5
 WINDOW_MARGIN = PAPER_MAX_CHARS
 # A rough upper bound of transcript characters per ply, used to space the window shifts.
 CHARS_PER_PLY = 7
-_END = VOCAB_SIZE  # column of the "move complete" pseudo-character in the score tables
-_TERMINATOR_IDS = [STOI[c] for c in MOVE_TERMINATORS]
 
 
 class ModelError(ValueError):
@@ -98,6 +104,9 @@ class Choice:
     fallback: bool = False  # `paper` mode: every attempt was illegal, the move is from `token`
     attempts: list[str] = field(default_factory=list)  # `paper` mode: the texts generated
     nodes: int = 0  # tokens run through the model for this move
+    # False when `probabilities` holds the chosen move alone (exact): `token` mode sampled it
+    # character by character without scoring the other moves.
+    complete: bool = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,195 +297,6 @@ def create_session(path: Path, device: str, threads: int) -> tuple[object, str, 
     return session, "CPUExecutionProvider", note if device != "cpu" else ""
 
 
-# ---------------------------------------------------------------------------------------------
-# The tree of legal moves' characters
-
-
-class _Trie:
-    """The legal moves' SANs as a tree of characters; node i stands for the prefix that ends
-    with ``chars[i]``, and parents come before their children."""
-
-    def __init__(self, moves: list[chess.Move], sans: list[str]) -> None:
-        self.moves = moves
-        self.sans = sans
-        index: dict[str, int] = {}
-        chars: list[int] = []
-        parent: list[int] = []
-        depth: list[int] = []
-        paths: list[list[int]] = []
-        for san in sans:
-            path = []
-            for d in range(1, len(san) + 1):
-                prefix = san[:d]
-                node = index.get(prefix)
-                if node is None:
-                    node = index[prefix] = len(chars)
-                    chars.append(STOI[san[d - 1]])
-                    parent.append(path[-1] if path else -1)
-                    depth.append(d)
-                path.append(node)
-            paths.append(path)
-        n = len(chars)
-        self.n = n
-        self.chars = np.array(chars, dtype=np.int64)
-        self.parent = np.array(parent, dtype=np.int64)
-        self.depth = np.array(depth, dtype=np.int64)
-        self.end_node = np.array([p[-1] for p in paths], dtype=np.int64)
-        width = max((len(p) for p in paths), default=1)
-        # Padded with n: the extra slot of the per-node tables is zero.
-        self.paths = np.full((len(paths), width), n, dtype=np.int64)
-        for m, path in enumerate(paths):
-            self.paths[m, : len(path)] = path
-        # Each node sees itself and its ancestors: walk up the parent links, one level a step.
-        self.ancestors = np.eye(n, dtype=bool)
-        rows = np.arange(n)
-        up = self.parent.copy()
-        while (alive := up >= 0).any():
-            self.ancestors[rows[alive], up[alive]] = True
-            up[alive] = self.parent[up[alive]]
-        # Row of the score table that holds each node's parent's logits (0 = the prompt's).
-        self.parent_row = self.parent + 1
-        self.end_row = self.end_node + 1
-
-
-def _masked_logsumexp(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    masked = np.where(mask, scores, -np.inf)
-    top = masked.max(axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return (np.log(np.exp(masked - top).sum(axis=1, keepdims=True)) + top)[:, 0]
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()
-
-
-def token_log_probs(rows: np.ndarray, trie: _Trie, temperature: float) -> np.ndarray:
-    """Log-probability of each move under `token` sampling at ``temperature`` > 0.
-
-    ``rows``: (n + 1, vocab) logits; row 0 after the prompt, row i + 1 after trie node i. At
-    each node the tempered softmax is restricted to the characters that continue a legal move,
-    plus "end" (a space or ``;``) where a SAN is complete, and renormalised.
-    """
-    scaled = rows.astype(np.float64) / temperature
-    table = np.empty((rows.shape[0], VOCAB_SIZE + 1))
-    table[:, :VOCAB_SIZE] = scaled
-    table[:, _END] = np.logaddexp(scaled[:, _TERMINATOR_IDS[0]], scaled[:, _TERMINATOR_IDS[1]])
-    allowed = np.zeros(table.shape, dtype=bool)
-    allowed[trie.parent_row, trie.chars] = True
-    allowed[trie.end_row, _END] = True
-    norm = _masked_logsumexp(table, allowed)
-    edge = np.zeros(trie.n + 1)
-    edge[: trie.n] = table[trie.parent_row, trie.chars] - norm[trie.parent_row]
-    end = table[trie.end_row, _END] - norm[trie.end_row]
-    return edge[trie.paths].sum(axis=1) + end
-
-
-def greedy_token_move(rows: np.ndarray, trie: _Trie) -> int:
-    """Index of the move that `token` sampling writes at temperature 0 (argmax per character)."""
-    children = {(int(p) + 1, int(c)): i for i, (p, c) in enumerate(zip(trie.parent, trie.chars,
-                                                                        strict=True))}
-    complete_at = {int(node) + 1: m for m, node in enumerate(trie.end_node)}
-    row = 0
-    while True:
-        best, best_col = -np.inf, -1
-        for col in range(VOCAB_SIZE):
-            if (row, col) in children and rows[row, col] > best:
-                best, best_col = float(rows[row, col]), col
-        if row in complete_at:
-            end = float(max(rows[row, _TERMINATOR_IDS[0]], rows[row, _TERMINATOR_IDS[1]]))
-            if end > best:
-                return complete_at[row]
-        row = children[(row, best_col)] + 1
-
-
-def move_log_probs(rows: np.ndarray, trie: _Trie) -> np.ndarray:
-    """The model's own (untempered, unrestricted) log-probability of each move's full text."""
-    x = rows.astype(np.float64)
-    logp = x - np.logaddexp.reduce(x, axis=1, keepdims=True)
-    end = np.logaddexp(logp[:, _TERMINATOR_IDS[0]], logp[:, _TERMINATOR_IDS[1]])
-    edge = np.zeros(trie.n + 1)
-    edge[: trie.n] = logp[trie.parent_row, trie.chars]
-    return edge[trie.paths].sum(axis=1) + end[trie.end_row]
-
-
-# ---------------------------------------------------------------------------------------------
-# The policy
-
-
-def legal_sans(board: chess.Board, moves: list[chess.Move]) -> list[str]:
-    """SAN of each of ``moves`` (legal in ``board``), as ``board.san`` writes it.
-
-    Written for all moves of a position at once: the disambiguation candidates are grouped in
-    one pass and checks come from ``gives_check``, so it is several times faster than calling
-    ``board.san`` per move, which plays every move to look for check.
-    """
-    rivals: dict[tuple[int, int], int] = {}  # (piece type, target) -> mask of origin squares
-    for move in board.legal_moves:
-        piece = board.piece_type_at(move.from_square)
-        if piece != chess.PAWN and piece != chess.KING:
-            key = (piece or 0, move.to_square)
-            rivals[key] = rivals.get(key, 0) | chess.BB_SQUARES[move.from_square]
-    king = board.king(not board.turn)
-    sans = []
-    for move in moves:
-        frm, to = move.from_square, move.to_square
-        if board.is_castling(move):
-            san = "O-O-O" if chess.square_file(to) < chess.square_file(frm) else "O-O"
-        else:
-            piece = board.piece_type_at(frm) or chess.PAWN
-            capture = board.is_capture(move)
-            if piece == chess.PAWN:
-                san = chess.FILE_NAMES[chess.square_file(frm)] + "x" if capture else ""
-            else:
-                san = chess.piece_symbol(piece).upper()
-                others = rivals.get((piece, to), 0) & ~chess.BB_SQUARES[frm]
-                if others:
-                    file_needed = bool(others & chess.BB_RANKS[chess.square_rank(frm)])
-                    rank_needed = bool(others & chess.BB_FILES[chess.square_file(frm)])
-                    if file_needed or not rank_needed:
-                        san += chess.FILE_NAMES[chess.square_file(frm)]
-                    if rank_needed:
-                        san += chess.RANK_NAMES[chess.square_rank(frm)]
-                if capture:
-                    san += "x"
-            san += chess.SQUARE_NAMES[to]
-            if move.promotion:
-                san += "=" + chess.piece_symbol(move.promotion).upper()
-        if _gives_check(board, move, king):
-            board.push(move)
-            mate = not any(board.generate_legal_moves())
-            board.pop()
-            san += "#" if mate else "+"
-        sans.append(san)
-    return sans
-
-
-def _gives_check(board: chess.Board, move: chess.Move, king: int | None) -> bool:
-    """``board.gives_check`` without playing the move, for ordinary moves (the rest ask it)."""
-    if king is None or move.promotion or board.is_castling(move) or board.is_en_passant(move):
-        return board.gives_check(move)
-    frm, to = move.from_square, move.to_square
-    occupied = (board.occupied & ~chess.BB_SQUARES[frm]) | chess.BB_SQUARES[to]
-    # A piece left behind that now sees the king: a discovered check.
-    if board.attackers_mask(board.turn, king, occupied) & ~chess.BB_SQUARES[frm]:
-        return True
-    piece = board.piece_type_at(frm)
-    if piece == chess.PAWN:
-        attacks = chess.BB_PAWN_ATTACKS[board.turn][to]
-    elif piece == chess.KNIGHT:
-        attacks = chess.BB_KNIGHT_ATTACKS[to]
-    else:
-        attacks = 0
-        if piece in (chess.BISHOP, chess.QUEEN):
-            attacks |= chess.BB_DIAG_ATTACKS[to][chess.BB_DIAG_MASKS[to] & occupied]
-        if piece in (chess.ROOK, chess.QUEEN):
-            attacks |= chess.BB_RANK_ATTACKS[to][chess.BB_RANK_MASKS[to] & occupied]
-            attacks |= chess.BB_FILE_ATTACKS[to][chess.BB_FILE_MASKS[to] & occupied]
-    return bool(attacks & chess.BB_SQUARES[king])
-
-
 def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     n = min(len(a), len(b))
     diff = np.nonzero(a[:n] != b[:n])[0]
@@ -484,8 +304,7 @@ def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
 
 
 def _sample_index(p: np.ndarray, rng: np.random.Generator) -> int:
-    cum = np.cumsum(p)
-    return int(min(np.searchsorted(cum, rng.random() * cum[-1], side="right"), len(p) - 1))
+    return sample_index(p, rng.random())
 
 
 class Policy:
@@ -497,6 +316,9 @@ class Policy:
             self.info.path, device, threads
         )
         self._lock = threading.RLock()  # public methods call each other
+        # How `choose(..., distribution=False)` samples in `token` mode: "auto" (step by step
+        # when cheaper), "steps" or "tree" (always scoring every move).
+        self.token_path = "auto"
         # Window shifts move the start by this many plies (even, so it starts at a white move):
         # about half the window, so the cache is rebuilt rarely.
         self.shift_plies = max(2, 2 * ((self.info.block_size // 2) // (2 * CHARS_PER_PLY)))
@@ -606,7 +428,24 @@ class Policy:
         )
         return logits[0], present
 
-    def _evaluate(self, text: str, trie: _Trie | None) -> tuple[np.ndarray, np.ndarray, int]:
+    def _tree_rows(self, n: int, trie: MoveTrie) -> np.ndarray:
+        """Logit rows of ``trie`` run after the first ``n`` cached tokens, as in `_evaluate`,
+        without `present`: onnxruntime then skips stacking the whole cache into an output."""
+        mask = np.zeros((trie.n, n + trie.n), dtype=bool)
+        mask[:, :n] = True
+        mask[:, n:] = trie.ancestors
+        (logits,) = self.session.run(  # type: ignore[attr-defined]
+            ["logits"],
+            {
+                "input_ids": trie.chars[None],
+                "position_ids": (n + trie.depth - 1)[None],
+                "attention_mask": mask[None],
+                "past": np.ascontiguousarray(self._past[..., :n, :]),
+            },
+        )
+        return np.concatenate([self._logits[n - 1][None], logits[0]])
+
+    def _evaluate(self, text: str, trie: MoveTrie | None) -> tuple[np.ndarray, np.ndarray, int]:
         """Logit rows (row 0 after the prompt, row i + 1 after trie node i), the full `present`
         of the call, and the number of tokens run. Keeps the prompt's part in the cache."""
         ids = encode(text).astype(np.int64)
@@ -635,16 +474,16 @@ class Policy:
         rows = np.concatenate([root, logits[len(new) :]]) if trie is not None else root
         return rows, present, t
 
-    def _trie(self, board: chess.Board, moves: list[chess.Move] | None) -> _Trie:
+    def _trie(self, board: chess.Board, moves: list[chess.Move] | None) -> MoveTrie:
         legal = list(board.legal_moves)
         if moves is not None:
             wanted = set(moves)
             legal = [m for m in legal if m in wanted]
-        return _Trie(legal, legal_sans(board, legal))
+        return MoveTrie(legal, legal_sans(board, legal))
 
     def _score(
         self, board: chess.Board, moves: list[chess.Move] | None
-    ) -> tuple[_Trie, np.ndarray, np.ndarray, int, str]:
+    ) -> tuple[MoveTrie, np.ndarray, np.ndarray, int, str]:
         text = self.prompt_text(board)
         trie = self._trie(board, moves)
         if not trie.moves:
@@ -653,7 +492,9 @@ class Policy:
         return trie, rows, present, t, text
 
     @staticmethod
-    def _distribution(rows: np.ndarray, trie: _Trie, temperature: float, mode: str) -> np.ndarray:
+    def _distribution(
+        rows: np.ndarray, trie: MoveTrie, temperature: float, mode: str
+    ) -> np.ndarray:
         if mode not in ("token", "move"):
             raise ValueError(f"unknown sampling mode {mode!r} for a distribution")
         if temperature < 0 or not np.isfinite(temperature):
@@ -668,8 +509,8 @@ class Policy:
             p[best] = 1.0
             return p
         if mode == "token":
-            return _softmax(token_log_probs(rows, trie, temperature))
-        return _softmax(move_log_probs(rows, trie) / temperature)
+            return softmax(token_log_probs(rows, trie, temperature))
+        return softmax(move_log_probs(rows, trie) / temperature)
 
     def move_distribution(
         self,
@@ -708,11 +549,29 @@ class Policy:
         mode: str,
         rng: np.random.Generator,
         moves: list[chess.Move] | None = None,
+        distribution: bool = True,
     ) -> Choice:
-        """Sample a move for ``board`` (restricted to ``moves`` when given)."""
+        """Sample a move for ``board`` (restricted to ``moves`` when given).
+
+        With ``distribution=False`` the caller needs only the move: `token` mode then samples
+        it character by character when that is cheaper (see ``token_steps``), from the same
+        distribution and, for the same ``rng`` state, as the same move; ``probabilities`` then
+        holds the chosen move's probability alone.
+        """
         if mode not in MODES:
             raise ValueError(f"unknown sampling mode {mode!r} (choose from {', '.join(MODES)})")
+        if temperature < 0 or not np.isfinite(temperature):
+            raise ValueError(f"temperature must be a number >= 0, not {temperature}")
         with self._lock:
+            if mode == "token" and not distribution:
+                text = self.prompt_text(board)
+                trie = self._trie(board, moves)
+                if not trie.moves:
+                    raise ValueError("no legal move in this position")
+                if self.token_path == "steps" or (
+                    self.token_path == "auto" and steps_are_cheaper(trie, len(text))
+                ):
+                    return self._choose_steps(text, trie, temperature, rng.random())
             trie, rows, present, nodes, text = self._score(board, moves)
             if not trie.moves:
                 raise ValueError("no legal move in this position")
@@ -725,12 +584,36 @@ class Policy:
                     written = trie.moves[_sample_index(p, rng)]
                 return Choice(written, probabilities, illegal, illegal == len(attempts),
                               attempts, nodes + used)
-            best = _sample_index(p, rng)
+            u = rng.random()
+            best = sample_in_order(p, trie.order, u) if mode == "token" else sample_index(p, u)
             self._keep_path(text, trie, best, present, rows)
             return Choice(trie.moves[best], probabilities, nodes=nodes)
 
+    def _choose_steps(self, text: str, trie: MoveTrie, temperature: float, u: float) -> Choice:
+        """`token` sampling in one or two small calls. The first runs the new prompt characters
+        and, as a tree, one node per distinct first character of the moves: its logits pick the
+        first two characters. Only when several moves start with those two does a second call
+        run their subtree. The cache keeps the prompt alone (the move's characters run with the
+        next prompt), copied once so that both calls and the next move use it as it is."""
+        firsts = first_chars(trie)
+        level = MoveTrie([], [VOCAB[c] for c in firsts])
+        rows, _, nodes = self._evaluate(text, level)
+        self._past = np.ascontiguousarray(self._past)
+        k, probability, u = step(rows[0], firsts, False, temperature, u)
+        under = [m for m, san in enumerate(trie.sans) if STOI[san[0]] == firsts[k]]
+        seconds = sorted({STOI[trie.sans[m][1]] for m in under})  # a SAN has 2 or more
+        j, q, u = step(rows[k + 1], seconds, False, temperature, u)
+        under = [m for m in under if STOI[trie.sans[m][1]] == seconds[j]]
+        best, probability = under[0], probability * q
+        if len(under) > 1:
+            sub = MoveTrie([trie.moves[m] for m in under], [trie.sans[m] for m in under])
+            i, q = walk(self._tree_rows(len(text), sub), sub, temperature, u)
+            best, probability, nodes = under[i], probability * q, nodes + sub.n
+        move = trie.moves[best]
+        return Choice(move, {move: probability}, nodes=nodes, complete=False)
+
     def _keep_path(
-        self, text: str, trie: _Trie, best: int, present: np.ndarray, rows: np.ndarray
+        self, text: str, trie: MoveTrie, best: int, present: np.ndarray, rows: np.ndarray
     ) -> None:
         """Extend the cache with the chosen move's characters, already computed in the tree:
         the next position starts with them."""
@@ -745,7 +628,7 @@ class Policy:
     # -- the paper's protocol -----------------------------------------------------------------
 
     def _paper(
-        self, board: chess.Board, text: str, trie: _Trie, temperature: float,
+        self, board: chess.Board, text: str, trie: MoveTrie, temperature: float,
         rng: np.random.Generator,
     ) -> tuple[chess.Move | None, list[str], int]:
         """Up to PAPER_ATTEMPTS unconstrained samples of up to PAPER_MAX_CHARS characters from
@@ -779,7 +662,7 @@ class Policy:
         for i in range(PAPER_MAX_CHARS):
             x = logits.astype(np.float64)
             c = int(np.argmax(x)) if temperature == 0 else _sample_index(
-                _softmax(x / temperature), rng
+                softmax(x / temperature), rng
             )
             out.append(c)
             written = decode(out)

@@ -332,8 +332,10 @@ class Engine:
                 "info string position without game history (position fen): the prompt "
                 "starts at the FEN's move number and the model plays weaker than from startpos"
             )
+        # One info line per MultiPV entry needs every move's probability; otherwise `token`
+        # mode may sample the move alone, which is cheaper for large models.
         return policy.choose(board, self.effective_temperature(), self.settings.mode, self.rng,
-                             moves)
+                             moves, distribution=self.settings.multipv > 1)
 
     def report(self, board: chess.Board, choice: Choice, start: float) -> list[str]:
         """The info lines for a chosen move: top moves, then one line per MultiPV entry."""
@@ -342,8 +344,9 @@ class Engine:
         nps = round(nodes * 1000 / max(ms, 1))
         ranked = sorted(choice.probabilities.items(), key=lambda kv: -kv[1])
         top = " ".join(f"{board.san(m)} {p:.4f}" for m, p in ranked[:TOP_MOVES_SHOWN])
+        label = "top" if choice.complete else "chosen"
         lines = [
-            f"info string {self.settings.mode} T={self.effective_temperature():g} top {top}"
+            f"info string {self.settings.mode} T={self.effective_temperature():g} {label} {top}"
         ]
         if choice.illegal_attempts:
             tried = " | ".join(repr(a) for a in choice.attempts)

@@ -146,7 +146,9 @@ def test_go_answers_one_legal_bestmove_with_info(raw: Raw) -> None:
     info = [INFO_LINE.match(line) for line in lines if line.startswith("info depth")]
     assert len(info) == 1 and info[0] is not None
     assert info[0].group(6) == move.uci()
-    assert any(line.startswith("info string token T=1 top ") for line in lines)
+    # MultiPV 1: `token` mode sampled the move alone, and reports its exact probability.
+    chosen = f"info string token T=1 chosen {board.san(move)} "
+    assert any(line.startswith(chosen) for line in lines)
     assert not raw.silent_for(0.3)  # nothing after the bestmove
 
 

@@ -40,6 +40,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "transcend.play.server:play_command",
         "Play the model in the browser and see its move probabilities.",
     ),
+    "gpu-pack": (
+        "transcend.training.gpu_pack:gpu_pack_command",
+        "Pack data, held-out analysis and wheels for a GPU run.",
+    ),
+    "gpu-run": (
+        "transcend.training.gpu_run:gpu_run_command",
+        "Train, export and evaluate a model in one short GPU window.",
+    ),
     "experiment": (
         "transcend.training.experiment:experiment_command",
         "The whole study: experts, data, training, export, sweep and report.",
