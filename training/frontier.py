@@ -137,9 +137,8 @@ class Layout:
     def evaluation(self, name: str) -> Path:
         return self.out / "eval" / name
 
-    @property
-    def games(self) -> Path:
-        return self.out / "games"
+    def games(self, name: str) -> Path:
+        return self.out / "games" / name
 
 
 def stage_experts(p: FrontierPreset, lay: Layout, arms: Sequence[Arm], seed: int,
@@ -497,16 +496,13 @@ def stage_games(p: FrontierPreset, lay: Layout, snapshots: Sequence[Snapshot], c
     from transcend.evaluation.sweep import run_sweep
 
     best = best_snapshot(lay, snapshots)
-    marker = lay.games / "model.txt"
-    if (marker.exists() and marker.read_text().strip() == str(best.model)
-            and _fresh(lay.games / "summary.md", best.model)):
-        _stage("games", f"{lay.games} is up to date: skipped")
+    out = lay.games(best.name)
+    if _fresh(out / "summary.md", best.model):
+        _stage("games", f"{out} is up to date: skipped")
         return best
     experts = next(arm.experts for arm in p.arms if arm.name == best.arm)
     _stage("games", f"{best.name} at T = {', '.join(f'{t:g}' for t in p.match_temps)}")
-    lay.games.mkdir(parents=True, exist_ok=True)
-    write_atomic(marker, f"{best.model}\n")
-    run_sweep(best.model, p.match_temps, p.match_opponents, p.match_games, lay.games,
+    run_sweep(best.model, p.match_temps, p.match_opponents, p.match_games, out,
               concurrency=concurrency, max_moves=p.max_moves, anchors={"random": 0.0},
               seed=seed, progress=sys.stderr.isatty(), calibrate=False, experts=experts,
               opponent_games=p.match_opponent_games)
@@ -726,9 +722,13 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
     plot = compute_plot(lay, snapshots, lay.out / "frontier-compute.png", candidates)
     if plot is not None:
         lines += ["", f"![gain against compute]({plot.name})"]
-    if (lay.games / "summary.md").exists():
-        lines += ["", "## Games", "", f"Model: `{(lay.games / 'model.txt').read_text().strip()}`",
-                  "", (lay.games / "summary.md").read_text()]
+    played = [s for s in snapshots if (lay.games(s.name) / "summary.md").exists()]
+    if played:
+        lines += ["", "## Games", "",
+                  "The best snapshot by the gain above plays its experts, a random mover and "
+                  "noisier experts; earlier bests keep their games.", ""]
+    for snap in played:
+        lines += [f"### {snap.name}", "", (lay.games(snap.name) / "summary.md").read_text()]
     report = lay.out / "report.md"
     write_atomic(report, "\n".join(lines) + "\n")
     return report
