@@ -62,3 +62,17 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     encode("".join(games[:30])).tofile(out / "val.bin")
     (out / "manifest.json").write_text(json.dumps({"max_rating": 1200, "games_kept": 300}))
     return out
+
+
+@pytest.fixture(scope="module")
+def server(tiny_onnx: Path):
+    """A `transcend play` server of the tiny model on a free port, one per test module. Few
+    Stockfish nodes: the tests check the plumbing of win probabilities, not their quality."""
+    from transcend.play.server import make_server, serve_in_thread
+
+    srv = make_server(tiny_onnx, port=0, nodes=200, threads=1)
+    serve_in_thread(srv)
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    srv.games.stockfish.close()

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import chess
@@ -18,18 +17,7 @@ import chess.pgn
 import pytest
 from play_helpers import Client, random_game_pgn
 
-from transcend.play.server import MAX_BODY, PlayServer, make_server, serve_in_thread
-
-
-@pytest.fixture(scope="module")
-def server(tiny_onnx: Path) -> Iterator[PlayServer]:
-    # Few Stockfish nodes: the tests check the plumbing of win probabilities, not their quality.
-    srv = make_server(tiny_onnx, port=0, nodes=200, threads=1)
-    serve_in_thread(srv)
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    srv.games.stockfish.close()
+from transcend.play.server import MAX_BODY, PlayServer
 
 
 @pytest.fixture(scope="module")

@@ -24,20 +24,10 @@ from play_browser import (
     wait_for,
 )
 
-from transcend.play.server import PlayServer, make_server, serve_in_thread
+from transcend.play.server import PlayServer
 
 FOUND = find_browser()
 pytestmark = pytest.mark.skipif(isinstance(FOUND, str), reason=str(FOUND))
-
-
-@pytest.fixture(scope="module")
-def server(tiny_onnx: Path) -> Iterator[PlayServer]:
-    srv = make_server(tiny_onnx, port=0, nodes=200, threads=1)
-    serve_in_thread(srv)
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    srv.games.stockfish.close()
 
 
 @pytest.fixture(scope="module")
