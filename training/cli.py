@@ -55,7 +55,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 DATA_COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": (
-        "transcend.training.prepare:prepare_command",
+        "transcend.training.prepare_cli:prepare_command",
         "Turn PGN files into train.bin/val.bin token streams.",
     ),
     "experts": (
