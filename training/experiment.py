@@ -84,11 +84,12 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def _stage(name: str, message: str) -> None:
+def log_stage(name: str, message: str) -> None:
     click.echo(f"[{time.strftime('%H:%M:%S')}] {name}: {message}", err=True)
 
 
-def _newer(path: Path, than: Path) -> bool:
+def is_newer(path: Path, than: Path) -> bool:
+    """Whether ``path`` exists and was written after ``than`` (a stage's output is current)."""
     return path.exists() and than.exists() and path.stat().st_mtime >= than.stat().st_mtime
 
 
@@ -97,14 +98,14 @@ def stage_experts(p: Preset, out: Path, seed: int, concurrency: int) -> list[str
         missing = [path for path in p.pgn if path != "-" and not Path(path).exists()]
         if missing:
             raise click.UsageError(f"no such PGN file: {missing[0]}")
-        _stage("experts", f"using {len(p.pgn)} PGN file(s) given with --pgn")
+        log_stage("experts", f"using {len(p.pgn)} PGN file(s) given with --pgn")
         return list(p.pgn)
     pgn = out / "experts.pgn"
     have, _ = complete_games(pgn)
     if have >= p.games:
-        _stage("experts", f"{pgn} already holds {have} games: skipped")
+        log_stage("experts", f"{pgn} already holds {have} games: skipped")
     else:
-        _stage("experts", f"playing {p.games - have} games ({len(p.experts)} experts)")
+        log_stage("experts", f"playing {p.games - have} games ({len(p.experts)} experts)")
         for _ in generate(pgn, p.experts, p.games, concurrency, seed, p.max_plies,
                           progress=sys.stderr.isatty()):
             pass
@@ -121,9 +122,9 @@ def stage_data(p: Preset, inputs: list[str], data: Path, max_elo: int | None,
         sizes = {row.get("path"): row.get("bytes") for row in manifest.get("inputs", [])}
         current = {path: Path(path).stat().st_size for path in inputs if path != "-"}
         if sizes == current and manifest.get("filters", {}).get("max_elo") == max_elo:
-            _stage("data", f"{data} is up to date: skipped")
+            log_stage("data", f"{data} is up to date: skipped")
             return manifest
-    _stage("data", f"preparing {', '.join(inputs)} (max Elo {max_elo})")
+    log_stage("data", f"preparing {', '.join(inputs)} (max Elo {max_elo})")
     return prepare(inputs, data, Filters(max_elo=max_elo), workers=workers)
 
 
@@ -136,11 +137,11 @@ def stage_train(p: Preset, data: Path, run: Path, gpus: int, seed: int) -> None:
 
         step = torch.load(ckpt, map_location="cpu", weights_only=True)["step"]
         if step >= p.max_steps:
-            _stage("train", f"{run} finished ({step} steps): skipped")
+            log_stage("train", f"{run} finished ({step} steps): skipped")
             return
-        _stage("train", f"resuming {run} at step {step} of {p.max_steps}")
+        log_stage("train", f"resuming {run} at step {step} of {p.max_steps}")
     else:
-        _stage("train", f"training {p.config} for {p.max_steps} steps")
+        log_stage("train", f"training {p.config} for {p.max_steps} steps")
     cfg = TrainConfig(
         data=str(data), out=str(run), config=p.config, batch_size=p.batch_size,
         grad_accum=p.grad_accum, lr=p.lr, min_lr=p.min_lr, warmup_steps=p.warmup_steps,
@@ -154,7 +155,7 @@ def stage_train(p: Preset, data: Path, run: Path, gpus: int, seed: int) -> None:
         args = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={gpus}", "-m", "transcend.training.cli", "train",
                 *cfg.command_args()] + (["--resume"] if ckpt.exists() else [])
-        _stage("train", shlex.join(args))
+        log_stage("train", shlex.join(args))
         subprocess.run(args, check=True)
         return
     train(cfg, resume=ckpt.exists())
@@ -163,21 +164,21 @@ def stage_train(p: Preset, data: Path, run: Path, gpus: int, seed: int) -> None:
 def stage_export(p: Preset, run: Path, model: Path) -> None:
     from transcend.training.export import export_onnx, load_checkpoint, metadata_for
 
-    if _newer(model, run / "ckpt.pt"):
-        _stage("export", f"{model} is up to date: skipped")
+    if is_newer(model, run / "ckpt.pt"):
+        log_stage("export", f"{model} is up to date: skipped")
         return
     net, ckpt = load_checkpoint(run)
     diff = export_onnx(net, model, metadata_for(net, ckpt), fp16=p.fp16)
-    _stage("export", f"{model} ({net.num_params():,} parameters, parity {diff:.1e})")
+    log_stage("export", f"{model} ({net.num_params():,} parameters, parity {diff:.1e})")
 
 
 def stage_sweep(p: Preset, model: Path, out: Path, concurrency: int, seed: int) -> Any:
     from transcend.evaluation.sweep import run_sweep
 
-    if _newer(out / "ratings.csv", model):
-        _stage("sweep", f"{out} is up to date: skipped")
+    if is_newer(out / "ratings.csv", model):
+        log_stage("sweep", f"{out} is up to date: skipped")
         return None
-    _stage("sweep", f"{len(p.temps)} temperatures x {len(p.opponents)} opponents x "
+    log_stage("sweep", f"{len(p.temps)} temperatures x {len(p.opponents)} opponents x "
                     f"{p.sweep_games} games")
     return run_sweep(model, p.temps, p.opponents, p.sweep_games, out, concurrency=concurrency,
                      max_moves=p.max_moves, anchors=p.anchors or None, seed=seed,
@@ -188,10 +189,10 @@ def stage_sweep(p: Preset, model: Path, out: Path, concurrency: int, seed: int) 
 def stage_advantage(p: Preset, model: Path, pgns: list[str], out: Path, seed: int) -> Any:
     from transcend.evaluation.advantage import run_advantage
 
-    if _newer(out / "advantage.csv", model):
-        _stage("advantage", f"{out} is up to date: skipped")
+    if is_newer(out / "advantage.csv", model):
+        log_stage("advantage", f"{out} is up to date: skipped")
         return None
-    _stage("advantage", f"{p.advantage_positions} positions at {p.advantage_nodes} nodes")
+    log_stage("advantage", f"{p.advantage_positions} positions at {p.advantage_nodes} nodes")
     return run_advantage(model, [Path(x) for x in pgns], p.advantage_positions,
                          p.advantage_temps, out, nodes=p.advantage_nodes, seed=seed,
                          cache=out.parent / "stockfish-cache", progress=sys.stderr.isatty())
@@ -251,7 +252,7 @@ def run_experiment(preset_name: str, out: Path, *, seed: int = 1337, concurrency
         stage_advantage(p, model, inputs, arm / "advantage", seed)
         arms.append((label, arm))
     report = write_report(out, preset_name, p, arms)
-    _stage("report", str(report))
+    log_stage("report", str(report))
     return report
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import click
 
 from transcend.engine.files import write_atomic, write_figure
+from transcend.training.experiment import is_newer, log_stage
 from transcend.training.experts import complete_games, generate
 
 FOUR_EXPERTS = "sf:skill={k},nodes=100,eps={eps},elo=1000"
@@ -100,10 +100,6 @@ PRESETS: dict[str, FrontierPreset] = {
 }
 
 
-def _stage(name: str, message: str) -> None:
-    click.echo(f"[{time.strftime('%H:%M:%S')}] {name}: {message}", err=True)
-
-
 def tokens_label(tokens: int) -> str:
     """1000000 -> '1M', 500000 -> '500k', 25000 -> '25k': short names for snapshots."""
     for unit, suffix in ((M, "M"), (1000, "k")):
@@ -141,30 +137,30 @@ class Layout:
         return self.out / "games" / name
 
 
+def play_games(pgn: Path, experts: Sequence[str], games: int, p: FrontierPreset, seed: int,
+               concurrency: int, label: str) -> None:
+    """Extend ``pgn`` to ``games`` games between ``experts`` (resuming what it holds)."""
+    have, _ = complete_games(pgn)
+    if have >= games:
+        log_stage(label, f"{pgn} holds {have} games: skipped")
+        return
+    log_stage(label, f"{pgn}: playing {games - have} games")
+    for _ in generate(pgn, experts, games, concurrency, seed, p.max_plies,
+                      progress=sys.stderr.isatty()):
+        pass
+
+
 def stage_experts(p: FrontierPreset, lay: Layout, arms: Sequence[Arm], seed: int,
                   concurrency: int) -> None:
     for arm in arms:
-        pgn = lay.pgn(arm.name)
-        have, _ = complete_games(pgn)
-        if have >= arm.games:
-            _stage("experts", f"{pgn} holds {have} games: skipped")
-            continue
-        _stage("experts", f"{arm.name}: playing {arm.games - have} games")
-        for _ in generate(pgn, arm.experts, arm.games, concurrency, seed, p.max_plies,
-                          progress=sys.stderr.isatty()):
-            pass
+        play_games(lay.pgn(arm.name), arm.experts, arm.games, p, seed, concurrency, "experts")
 
 
 def stage_heldout(p: FrontierPreset, lay: Layout, seed: int, concurrency: int) -> None:
     """Every arm's held-out games: the same experts under another seed."""
     for arm in p.arms:
-        have, _ = complete_games(lay.heldout(arm.name))
-        if have >= p.heldout_games:
-            continue
-        _stage("heldout", f"{arm.name}: playing {p.heldout_games - have} games")
-        for _ in generate(lay.heldout(arm.name), arm.experts, p.heldout_games, concurrency,
-                          seed + 1, p.max_plies, progress=sys.stderr.isatty()):
-            pass
+        play_games(lay.heldout(arm.name), arm.experts, p.heldout_games, p, seed + 1,
+                   concurrency, "heldout")
 
 
 def stage_data(lay: Layout, arms: Sequence[Arm], workers: int) -> None:
@@ -180,16 +176,16 @@ def stage_data(lay: Layout, arms: Sequence[Arm], workers: int) -> None:
     for arm in arms:
         data, pgn = lay.data(arm.name), lay.pgn(arm.name)
         manifest = data / "manifest.json"
-        if manifest.exists() and manifest.stat().st_mtime >= pgn.stat().st_mtime:
+        if is_newer(manifest, pgn):
             if "diversity" in json.loads(manifest.read_text()):
-                _stage("data", f"{data} is up to date: skipped")
+                log_stage("data", f"{data} is up to date: skipped")
                 continue
         else:
-            _stage("data", f"preparing {pgn}")
+            log_stage("data", f"preparing {pgn}")
             prepare([str(pgn)], data, workers=workers)
         result = diversity(games_of_inputs([str(data)]))
         record_in_manifest(data, result)
-        _stage("data", f"{arm.name}: {describe(result)}")
+        log_stage("data", f"{arm.name}: {describe(result)}")
 
 
 def run_config(p: FrontierPreset, lay: Layout, run: Run, seed: int, threads: int) -> Any:
@@ -210,10 +206,10 @@ def stage_train(p: FrontierPreset, lay: Layout, runs: Sequence[Run], seed: int,
     for run in runs:
         folder = lay.run(run.name)
         if all(kept_checkpoint_path(folder, t).exists() for t in run.keep):
-            _stage("train", f"{folder} holds every snapshot: skipped")
+            log_stage("train", f"{folder} holds every snapshot: skipped")
             continue
         resume = (folder / "ckpt.pt").exists()
-        _stage("train", f"{'resuming' if resume else 'training'} {run.name} ({run.config}) to "
+        log_stage("train", f"{'resuming' if resume else 'training'} {run.name} ({run.config}) to "
                         f"{tokens_label(max(run.keep))} tokens")
         train(run_config(p, lay, run, seed, threads), resume=resume)
 
@@ -230,10 +226,10 @@ def stage_export(p: FrontierPreset, lay: Layout) -> list[tuple[Run, int, Path]]:
                                                                                       tokens)
             if not ckpt.exists():
                 continue
-            if not model.exists() or model.stat().st_mtime < ckpt.stat().st_mtime:
+            if not is_newer(model, ckpt):
                 net, state = load_checkpoint(ckpt)
                 export_onnx(net, model, metadata_for(net, state))
-                _stage("export", str(model))
+                log_stage("export", str(model))
             models.append((run, tokens, model))
     return models
 
@@ -336,7 +332,7 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
     if train_more:
         stage_train(p, lay, chosen, seed, threads)
     else:
-        _stage("train", "--no-train: evaluating the snapshots that exist")
+        log_stage("train", "--no-train: evaluating the snapshots that exist")
     if last < STAGES.index("evaluate") or runs:
         return out
     stage_heldout(p, lay, seed, concurrency)
@@ -347,7 +343,7 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
     if last < STAGES.index("report"):
         return out
     report = write_report(p, preset_name, lay, snapshots)
-    _stage("report", str(report))
+    log_stage("report", str(report))
     return report
 
 
@@ -398,10 +394,6 @@ def parse_extra(text: str, arms: Sequence[str]) -> tuple[str, Path]:
     return arm, Path(path)
 
 
-def _fresh(result: Path, source: Path) -> bool:
-    return result.exists() and result.stat().st_mtime >= source.stat().st_mtime
-
-
 def stage_evaluate(p: FrontierPreset, lay: Layout, exported: Sequence[tuple[Run, int, Path]],
                    extras: Sequence[tuple[str, Path]], seed: int,
                    stockfish: str | None) -> list[Snapshot]:
@@ -440,11 +432,11 @@ def _advantage(p: FrontierPreset, lay: Layout, snap: Snapshot, name: str, positi
 
     out = lay.evaluation(name)
     reference = references.setdefault(positions_arm, out / "positions.csv")
-    if _fresh(out / "summary.json", snap.model):
-        _stage("evaluate", f"{out} is up to date: skipped")
+    if is_newer(out / "summary.json", snap.model):
+        log_stage("evaluate", f"{out} is up to date: skipped")
         return
     heldout = lay.heldout(positions_arm)
-    _stage("evaluate", f"{name}: advantage on {positions_arm}'s held-out positions")
+    log_stage("evaluate", f"{name}: advantage on {positions_arm}'s held-out positions")
     drawing = ({"per_bin": p.per_bin} if reference == out / "positions.csv"
                else {"positions_from": reference})
     run_advantage(snap.model, [heldout] if "per_bin" in drawing else [], p.per_bin * 5,
@@ -497,11 +489,11 @@ def stage_games(p: FrontierPreset, lay: Layout, snapshots: Sequence[Snapshot], c
 
     best = best_snapshot(lay, snapshots)
     out = lay.games(best.name)
-    if _fresh(out / "summary.md", best.model):
-        _stage("games", f"{out} is up to date: skipped")
+    if is_newer(out / "summary.md", best.model):
+        log_stage("games", f"{out} is up to date: skipped")
         return best
     experts = next(arm.experts for arm in p.arms if arm.name == best.arm)
-    _stage("games", f"{best.name} at T = {', '.join(f'{t:g}' for t in p.match_temps)}")
+    log_stage("games", f"{best.name} at T = {', '.join(f'{t:g}' for t in p.match_temps)}")
     run_sweep(best.model, p.match_temps, p.match_opponents, p.match_games, out,
               concurrency=concurrency, max_moves=p.max_moves, anchors={"random": 0.0},
               seed=seed, progress=sys.stderr.isatty(), calibrate=False, experts=experts,
@@ -547,7 +539,7 @@ def _trend_line(label: str, tokens: Sequence[int], stats: Sequence[dict[str, Any
             f"zero at " + _where(fit))
 
 
-def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path,
+def compute_plot(snapshots: Sequence[Snapshot], summaries: dict[str, dict[str, Any]], path: Path,
                  candidates: dict[str, dict[str, int]]) -> Path | None:
     """frontier-compute.png, lowest temperature, token mode. Top: the gain per familiarity bin
     against tokens, one panel per size and arm. Bottom: the overall gain (bins alike, and as
@@ -563,7 +555,7 @@ def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path,
     groups: dict[tuple[str, str], list[Snapshot]] = {}
     for snap in sorted(snapshots, key=lambda s: s.tokens):
         groups.setdefault((snap.size, snap.arm), []).append(snap)
-    bins = read_summary(lay, snapshots[0])["bins"]["familiarity"]
+    bins = summaries[snapshots[0].name]["bins"]["familiarity"]
     colours = plt.get_cmap("viridis")
     columns = max(2, len(groups))
     fig, axes = plt.subplots(2, columns, figsize=(4.6 * columns, 8.5), squeeze=False)
@@ -575,8 +567,8 @@ def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path,
     for g, ((size, arm), snaps) in enumerate(groups.items()):
         ax = axes[0][g]
         tokens = [s.tokens for s in snaps]
-        summaries = [read_summary(lay, s) for s in snaps]
-        heads = [headline(summary) for summary in summaries]
+        group = [summaries[s.name] for s in snaps]
+        heads = [headline(summary) for summary in group]
         for b, label in enumerate(bins):
             stats = [(h["familiarity"] or {}).get(label, {}) for h in heads]
             ax.errorbar(tokens, [st.get("gain") or float("nan") for st in stats],
@@ -588,7 +580,7 @@ def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path,
         ax.set_xlabel("training tokens (characters)")
         colour = f"C{g}"
         overall = [h["overall"] for h in heads]
-        played = [played_gain(summary, candidates[arm]) for summary in summaries]
+        played = [played_gain(summary, candidates[arm]) for summary in group]
         flops = [s.flops for s in snaps]
         overall_ax.errorbar(flops, [o["gain"] for o in overall],
                             yerr=[[o["gain"] - o["ci_low"] for o in overall],
@@ -598,7 +590,7 @@ def compute_plot(lay: Layout, snapshots: Sequence[Snapshot], path: Path,
         if all(p["gain"] is not None for p in played):
             overall_ax.plot(flops, [p["gain"] for p in played], "--s", color=colour,
                             label=f"{size} {arm}: as played")
-        crossings = [(summary.get("crossing") or {}).get("token") or {} for summary in summaries]
+        crossings = [(summary.get("crossing") or {}).get("token") or {} for summary in group]
         shown = [(t, c) for t, c in zip(tokens, crossings, strict=True)
                  if c.get("familiarity") is not None]
         if shown:
@@ -673,11 +665,13 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
               "", "| snapshot | arm | tokens | model | experts' move | gain | majority move |",
               "|---|---|---|---|---|---|---|"]
     for snap in snapshots:
-        name = snap.name if snap.arm == first_arm else cross_name(snap, first_arm)
-        if not (lay.evaluation(name) / "summary.json").exists():
+        if snap.arm == first_arm:
+            overall = headline(summaries[snap.name])["overall"]
+        elif (lay.evaluation(cross_name(snap, first_arm)) / "summary.json").exists():
+            cross = lay.evaluation(cross_name(snap, first_arm)) / "summary.json"
+            overall = headline(json.loads(cross.read_text()))["overall"]
+        else:
             continue
-        overall = headline(json.loads((lay.evaluation(name) / "summary.json").read_text()))[
-            "overall"]
         lines.append(f"| {snap.name} | {snap.arm} | {snap.tokens:,} | {overall['model']:.3f} | "
                      f"{overall['expert']:.3f} | {_pm(overall)} | "
                      f"{_share(overall.get('majority_share'))} |")
@@ -719,7 +713,7 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
                          f"{fit['slope_per_decade']:.2f} ± {fit['slope_se']:.2f} per tenfold "
                          f"tokens; it would reach 0 (a gain on unseen positions) at "
                          + _where(fit))
-    plot = compute_plot(lay, snapshots, lay.out / "frontier-compute.png", candidates)
+    plot = compute_plot(snapshots, summaries, lay.out / "frontier-compute.png", candidates)
     if plot is not None:
         lines += ["", f"![gain against compute]({plot.name})"]
     played = [s for s in snapshots if (lay.games(s.name) / "summary.md").exists()]
