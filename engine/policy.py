@@ -524,12 +524,23 @@ class Policy:
 
         ``board`` carries its history in ``move_stack``; its root may be any FEN.
         """
+        return self.move_distributions(board, [temperature], mode, moves)[0]
+
+    def move_distributions(
+        self,
+        board: chess.Board,
+        temperatures: list[float],
+        mode: str = "token",
+        moves: list[chess.Move] | None = None,
+    ) -> list[dict[chess.Move, float]]:
+        """:meth:`move_distribution` at each of ``temperatures``, from one model call: the
+        logits do not depend on the temperature."""
         with self._lock:
             trie, rows, _, _, _ = self._score(board, moves)
             if not trie.moves:
-                return {}
-            p = self._distribution(rows, trie, temperature, mode)
-            return dict(zip(trie.moves, p.tolist(), strict=True))
+                return [{} for _ in temperatures]
+            return [dict(zip(trie.moves, self._distribution(rows, trie, t, mode).tolist(),
+                             strict=True)) for t in temperatures]
 
     def move_log_probs(
         self, board: chess.Board, moves: list[chess.Move] | None = None

@@ -57,8 +57,9 @@ class Position:
         return board
 
 
-class _QuietBuilder(chess.pgn.GameBuilder):
-    """Records errors without logging each one: bad games are expected and counted."""
+class QuietGameBuilder(chess.pgn.GameBuilder):
+    """Records errors in ``game.errors`` instead of logging each one: bad games are expected,
+    and counted or reported by the caller."""
 
     def handle_error(self, error: Exception) -> None:
         self.game.errors.append(error)
@@ -129,7 +130,7 @@ def _read_game(path: Path, start: int, end: int, number: int,
     with open(path, "rb") as handle:
         handle.seek(start)
         text = handle.read(end - start).decode("utf-8", errors="replace")
-    game = chess.pgn.read_game(io.StringIO(text), Visitor=_QuietBuilder)
+    game = chess.pgn.read_game(io.StringIO(text), Visitor=QuietGameBuilder)
     if game is None:
         return None
     if game.errors:

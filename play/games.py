@@ -21,16 +21,15 @@ import chess
 import chess.pgn
 import numpy as np
 
-from transcend.engine.policy import Policy
+from transcend.engine.policy import MODES, Policy
+from transcend.engine.uci import DEFAULT_TEMPERATURE, SEED_MAX
 from transcend.evaluation.advantage import MultiPVClient, position_key, win_probability
+from transcend.evaluation.advantage_positions import QuietGameBuilder
 from transcend.evaluation.players import EngineCrashed, UciClient, find_stockfish, parse_spec
 
-# The page's sampling modes are the engine's; `paper` shows the `token` distribution, from which
-# the engine falls back when the paper's unconstrained attempts fail.
-MODES = ("token", "move", "paper")
+# The page's sampling modes are the engine's (MODES); `paper` shows the `token` distribution,
+# from which the engine falls back when the paper's unconstrained attempts fail.
 PLAYERS = ("human", "model", "stockfish")
-DEFAULT_TEMPERATURE = 0.01  # the engine's default
-SEED_MAX = 2**31 - 1
 TOP_MOVES = 8
 # Stockfish nodes per position for win probabilities: the scale is `transcend advantage`'s, the
 # search smaller than its 20,000 so that a 300-ply review takes seconds.
@@ -85,18 +84,11 @@ def parse_fen(fen: object) -> chess.Board:
     return board
 
 
-class _QuietBuilder(chess.pgn.GameBuilder):
-    """Keeps errors for the message instead of logging them to the server's terminal."""
-
-    def handle_error(self, error: Exception) -> None:
-        self.game.errors.append(error)
-
-
 def parse_pgn(text: object) -> chess.pgn.Game:
     """The first game of a PGN text (its main line), or a PlayError saying what is wrong."""
     if not isinstance(text, str) or not text.strip():
         raise PlayError("PGN: empty")
-    game = chess.pgn.read_game(io.StringIO(text), Visitor=_QuietBuilder)
+    game = chess.pgn.read_game(io.StringIO(text), Visitor=QuietGameBuilder)
     if game is None:
         raise PlayError("PGN: no game found")
     if game.errors:
@@ -199,8 +191,9 @@ class Game:
         del self.moves[ply:], self.played[ply:], self.sans[ply:]
 
     def player_to_move(self) -> str:
-        board = self.board()
-        return self.settings.white if board.turn == chess.WHITE else self.settings.black
+        # The side to move follows from the cursor's parity: no need to replay the line.
+        white = (self.root.turn == chess.WHITE) == (self.cursor % 2 == 0)
+        return self.settings.white if white else self.settings.black
 
 
 def outcome_text(board: chess.Board) -> tuple[str, str]:
@@ -405,8 +398,7 @@ class Games:
         board = game.board(ply)
         s = game.settings
         mode = s.distribution_mode
-        base = self.policy.move_distribution(board, 1.0, mode)
-        tempered = self.policy.move_distribution(board, s.temperature, mode)
+        base, tempered = self.policy.move_distributions(board, [1.0, s.temperature], mode)
         wins = self.stockfish.win_probabilities(board) if stockfish and base else None
         played = game.moves[ply] if ply < len(game.moves) else None
         ranked = sorted(base, key=lambda m: -(tempered[m] + base[m]))
@@ -443,9 +435,8 @@ class Games:
                 else [None] * len(boards))
             rows = []
             for ply, (board, move) in enumerate(zip(boards, game.moves, strict=True)):
-                base = self.policy.move_distribution(board, 1.0, s.distribution_mode)
-                tempered = self.policy.move_distribution(board, s.temperature,
-                                                         s.distribution_mode)
+                base, tempered = self.policy.move_distributions(
+                    board, [1.0, s.temperature], s.distribution_mode)
                 best = max(base, key=base.__getitem__)
                 rows.append({
                     "ply": ply, "san": game.sans[ply], "by": game.played[ply]["by"],
