@@ -574,18 +574,16 @@ class Policy:
         if temperature < 0 or not np.isfinite(temperature):
             raise ValueError(f"temperature must be a number >= 0, not {temperature}")
         with self._lock:
-            if mode == "token" and not distribution:
-                text = self.prompt_text(board)
-                trie = self._trie(board, moves)
-                if not trie.moves:
-                    raise ValueError("no legal move in this position")
-                if self.token_path == "steps" or (
-                    self.token_path == "auto" and steps_are_cheaper(trie, len(text))
-                ):
-                    return self._choose_steps(text, trie, temperature, rng.random())
-            trie, rows, present, nodes, text = self._score(board, moves)
+            text = self.prompt_text(board)
+            trie = self._trie(board, moves)
             if not trie.moves:
                 raise ValueError("no legal move in this position")
+            if mode == "token" and not distribution and (
+                self.token_path == "steps"
+                or (self.token_path == "auto" and steps_are_cheaper(trie, len(text)))
+            ):
+                return self._choose_steps(text, trie, temperature, rng.random())
+            rows, present, nodes = self._evaluate(text, trie)
             p = self._distribution(rows, trie, temperature, "move" if mode == "move" else "token")
             probabilities = dict(zip(trie.moves, p.tolist(), strict=True))
             if mode == "paper":
