@@ -133,16 +133,15 @@ def unpack(carry: Path, work: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def model_size(name: str) -> tuple[int, float]:
-    """(parameters, training FLOPs per token) of a config, as ``GPT`` counts them, without
-    building it (``paper-300m`` would take a gigabyte)."""
-    from transcend.training.model import CONFIGS
+    """(parameters, training FLOPs per token) of a config, as ``GPT`` counts them, from a model
+    built on the meta device: no weights (``paper-300m`` would take a gigabyte)."""
+    import torch
 
-    c = CONFIGS[name]
-    d, layers = c.n_embd, c.n_layer
-    per_layer = 12 * d * d + 2 * d + (13 * d if c.bias else 0)  # no biases in our configs
-    params = layers * per_layer + (c.vocab_size + c.block_size + 1) * d + (d if c.bias else 0)
-    flops = 6 * (params - c.block_size * d) + 12 * layers * d * c.block_size
-    return params, float(flops)
+    from transcend.training.model import CONFIGS, GPT
+
+    with torch.device("meta"):
+        model = GPT(CONFIGS[name])
+    return model.num_params(), float(model.flops_per_token())
 
 
 def predicted_loss(params: int, tokens: float, unique: int) -> float:
@@ -173,7 +172,9 @@ def plan(knobs: Knobs, measured: dict[str, Any] | None, data_tokens: int,
                      "predicted_loss": round(predicted_loss(params, tokens, data_tokens), 3)})
     fits = [r for r in rows if r["comes_back"]] or rows[:1]
     chosen = min(fits, key=lambda r: r["predicted_loss"])
-    block = model_config(chosen["config"]).block_size
+    from transcend.training.model import CONFIGS
+
+    block = CONFIGS[chosen["config"]].block_size
     # About 1000 optimizer steps, between min_batch and the paper's micro-batch windows.
     batch = int(min(PAPER_BATCH, max(knobs.min_batch, chosen["tokens"] // (1000 * block))))
     steps = max(1, chosen["tokens"] // (batch * block))
@@ -187,12 +188,6 @@ def plan(knobs: Knobs, measured: dict[str, Any] | None, data_tokens: int,
                 f"discounted, among those whose fp16 file fits {MODEL_BACK_MIB} MiB; batch for "
                 f"about 1000 steps",
     }
-
-
-def model_config(name: str) -> Any:
-    from transcend.training.model import CONFIGS
-
-    return CONFIGS[name]
 
 
 # ---------------------------------------------------------------------------------------------
