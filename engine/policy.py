@@ -46,7 +46,6 @@ from transcend.engine.token_steps import (
 from transcend.engine.transcript import STOI, VOCAB, VOCAB_SIZE, decode, encode, prompt
 from transcend.engine.trie import (
     MoveTrie,
-    greedy_token_move,
     legal_sans,
     move_log_probs,
     softmax,
@@ -501,7 +500,7 @@ class Policy:
             raise ValueError(f"temperature must be a number >= 0, not {temperature}")
         if temperature == 0:
             best = (
-                greedy_token_move(rows, trie)
+                walk(rows, trie, 0.0, 0.0)[0]
                 if mode == "token"
                 else int(np.argmax(move_log_probs(rows, trie)))
             )

@@ -67,8 +67,8 @@ def step(row: np.ndarray, chars: list[int], can_end: bool, temperature: float,
 
     The options are "end" (when a SAN is complete here) and then ``chars`` in id order, as in
     the depth-first order. Returns (option index, its probability, ``u`` rescaled into it).
-    At temperature 0 the greedy rule of ``greedy_token_move``: the best allowed character (the
-    lowest id on a tie), and "end" only when strictly better.
+    At temperature 0 the greedy rule: the best allowed character (the lowest id on a tie), and
+    "end" only when strictly better.
     """
     x = row.astype(np.float64)
     options = len(chars) + can_end

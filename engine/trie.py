@@ -102,24 +102,6 @@ def token_log_probs(rows: np.ndarray, trie: MoveTrie, temperature: float) -> np.
     return edge[trie.paths].sum(axis=1) + end
 
 
-def greedy_token_move(rows: np.ndarray, trie: MoveTrie) -> int:
-    """Index of the move that `token` sampling writes at temperature 0 (argmax per character)."""
-    children = {(int(p) + 1, int(c)): i for i, (p, c) in enumerate(zip(trie.parent, trie.chars,
-                                                                        strict=True))}
-    complete_at = {int(node) + 1: m for m, node in enumerate(trie.end_node)}
-    row = 0
-    while True:
-        best, best_col = -np.inf, -1
-        for col in range(VOCAB_SIZE):
-            if (row, col) in children and rows[row, col] > best:
-                best, best_col = float(rows[row, col]), col
-        if row in complete_at:
-            end = float(max(rows[row, _TERMINATOR_IDS[0]], rows[row, _TERMINATOR_IDS[1]]))
-            if end > best:
-                return complete_at[row]
-        row = children[(row, best_col)] + 1
-
-
 def move_log_probs(rows: np.ndarray, trie: MoveTrie) -> np.ndarray:
     """The model's own (untempered, unrestricted) log-probability of each move's full text."""
     x = rows.astype(np.float64)
