@@ -76,3 +76,15 @@ def server(tiny_onnx: Path):
     srv.shutdown()
     srv.server_close()
     srv.games.stockfish.close()
+
+
+@pytest.fixture
+def raw(tiny_onnx: Path):
+    """`transcend-uci` on the tiny model, spoken to line by line; it must exit cleanly with
+    nothing on stderr."""
+    from test_uci import Raw
+
+    engine = Raw("--model", str(tiny_onnx), "--temp", "1", "--seed", "11")
+    yield engine
+    assert engine.close() == 0
+    assert engine.stderr == ""

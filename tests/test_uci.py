@@ -97,14 +97,6 @@ class Raw:
         return rc
 
 
-@pytest.fixture
-def raw(tiny_onnx: Path):
-    engine = Raw("--model", str(tiny_onnx), "--temp", "1", "--seed", "11")
-    yield engine
-    assert engine.close() == 0
-    assert engine.stderr == ""
-
-
 def declared_options(lines: list[str]) -> dict[str, str]:
     """Option name -> the rest of its declaration, from the engine's answer to `uci`."""
     found = re.findall(r"^option name (.+?) type (.*)$", "\n".join(lines), re.MULTILINE)

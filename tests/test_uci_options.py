@@ -12,7 +12,6 @@ from pathlib import Path
 
 import chess
 import chess.engine
-import pytest
 from test_uci import Raw, bestmove, binary, declared_options
 
 from transcend.engine.uci import option_key
@@ -48,14 +47,6 @@ GUI_DEFAULTS = [
     "setoption name Minimum Thinking Time value 0",
 ]
 NODES = re.compile(r" nodes (\d+) ")
-
-
-@pytest.fixture
-def raw(tiny_onnx: Path):
-    engine = Raw("--model", str(tiny_onnx), "--temp", "1", "--seed", "5")
-    yield engine
-    assert engine.close() == 0
-    assert engine.stderr == ""
 
 
 def test_declares_stockfish_spellings(raw: Raw) -> None:
