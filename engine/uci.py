@@ -465,8 +465,8 @@ class Engine:
 
     def set_option(self, name: str, value: str) -> None:
         s = self.settings
-        key = OPTION_ALIASES.get(option_key(name), option_key(name))
-        calibrated = bool(self.info and self.info.calibration)
+        key = option_key(name)
+        key = OPTION_ALIASES.get(key, key)
         if key == "modelfile":
             # Windows' "Copy as path" wraps the path in quotes; a file name never has them.
             value = value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
@@ -514,14 +514,13 @@ class Engine:
             s.syzygy_path = "" if value == "<empty>" else value
         elif key == "uci_showwdl":
             s.show_wdl = _check(name, value)
-        elif key in ("uci_limitstrength", "uci_elo") and calibrated:
-            if key == "uci_elo":
-                s.elo = _spin(name, value, *self._elo_range())
-            else:
-                s.limit_strength = _check(name, value)
-        elif key in ("uci_limitstrength", "uci_elo"):
+        elif key in ("uci_limitstrength", "uci_elo") and not (self.info and self.info.calibration):
             raise UciError(f"option {name} needs a model with an Elo calibration (made by "
                            "`transcend sweep`); this one has none, set Temperature instead")
+        elif key == "uci_elo":
+            s.elo = _spin(name, value, *self._elo_range())
+        elif key == "uci_limitstrength":
+            s.limit_strength = _check(name, value)
         elif key in IGNORED_OPTIONS:
             self.out.send(f"info string option {name} has no effect on this engine (ignored)")
         else:
