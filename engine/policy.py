@@ -4,8 +4,8 @@ A move's text is its SAN, and a move is complete when the model writes a termina
 (``" "`` or ``";"``), so ``O-O`` and ``O-O-O`` are different texts. Every legal move is scored in
 one onnxruntime call: the SANs form a tree of characters (a trie) whose nodes run as new tokens
 after the cached prompt, each attending to the cache and to its own ancestors only. The key/value
-cache is kept between calls, so a position that extends the previous one runs only its new
-characters.
+cache is kept between calls in a buffer with spare capacity that the model reads in place, so a
+position that extends the previous one runs only its new characters and copies nothing.
 
 Sampling modes (see ``docs/engine.md``):
 
@@ -53,6 +53,9 @@ from transcend.engine.trie import (
 )
 
 MODES = ("token", "move", "paper")
+# The ONNX interface this engine reads (docs/onnx-model.md); `transcend upgrade-model` converts
+# a file of format 1 (one stacked cache in, the whole extended cache out).
+MODEL_FORMAT = "2"
 # `coreml` (macOS) is a choice, never picked by `auto`: it has not been measured against the CPU.
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml")
 # The paper's protocol: characters generated per attempt, and attempts before giving up.
@@ -62,10 +65,24 @@ PAPER_ATTEMPTS = 5
 WINDOW_MARGIN = PAPER_MAX_CHARS
 # A rough upper bound of transcript characters per ply, used to space the window shifts.
 CHARS_PER_PLY = 7
+# The cache buffer grows in steps of this many positions: each growth copies the cache once,
+# and every call reads the spare positions too (masked), so neither cost is large.
+CACHE_CHUNK = 128
 
 
 class ModelError(ValueError):
     """A model file that is missing, unreadable or not a chess character model."""
+
+
+def cache_names(n_layer: int) -> list[str]:
+    """The model's cache inputs, in order: each layer's keys, then its values."""
+    return [f"past_{kind}_{layer}" for layer in range(n_layer) for kind in ("key", "value")]
+
+
+def cache_feed(cache: np.ndarray) -> dict[str, np.ndarray]:
+    """The cache inputs from a buffer shaped like the output ``new_kv``, (n_layer, 2, B,
+    n_head, P, head_dim): each layer's keys or values are a contiguous view, passed uncopied."""
+    return {name: cache[i // 2, i % 2] for i, name in enumerate(cache_names(len(cache)))}
 
 
 def default_model_path() -> Path:
@@ -89,6 +106,44 @@ class ModelInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     provider: str = ""
     device_note: str = ""  # why the requested device was not used, when it was not
+
+
+@dataclass
+class MoveScores:
+    """The model's logits for the characters of a position's moves: logit row 0 after the
+    prompt, row i + 1 after node i of ``trie``. Every distribution of the position is exact
+    from them."""
+
+    trie: MoveTrie
+    rows: np.ndarray
+
+    def probabilities(self, temperature: float, mode: str = "token") -> np.ndarray:
+        """Each move's probability under ``token`` or ``move`` sampling at ``temperature``, in
+        the order of ``trie.moves``; at 0 a one-hot of the greedy choice."""
+        rows, trie = self.rows, self.trie
+        if mode not in ("token", "move"):
+            raise ValueError(f"unknown sampling mode {mode!r} for a distribution")
+        if temperature < 0 or not np.isfinite(temperature):
+            raise ValueError(f"temperature must be a number >= 0, not {temperature}")
+        if temperature == 0:
+            best = (
+                walk(rows, trie, 0.0, 0.0)[0]
+                if mode == "token"
+                else int(np.argmax(move_log_probs(rows, trie)))
+            )
+            p = np.zeros(len(trie.moves))
+            p[best] = 1.0
+            return p
+        if mode == "token":
+            return softmax(token_log_probs(rows, trie, temperature))
+        return softmax(move_log_probs(rows, trie) / temperature)
+
+    def distribution(self, temperature: float, mode: str = "token") -> dict[chess.Move, float]:
+        """:meth:`probabilities` by move (empty when there is no move)."""
+        if not self.trie.moves:
+            return {}
+        p = self.probabilities(temperature, mode)
+        return dict(zip(self.trie.moves, p.tolist(), strict=True))
 
 
 @dataclass
@@ -183,6 +238,13 @@ def read_model_info(path: str | Path) -> ModelInfo:
         raise ModelError(f"{path} has no transcend metadata (make it with `transcend export`)")
     if meta["vocab"] != VOCAB:
         raise ModelError(f"{path} has vocabulary {meta['vocab']!r}, the engine needs {VOCAB!r}")
+    version = meta.get("transcend_format", "")
+    if version == "1":
+        raise ModelError(f"{path} is in model format 1; this engine reads format {MODEL_FORMAT}: "
+                         f"convert it with `transcend upgrade-model {path}`")
+    if version != MODEL_FORMAT:
+        raise ModelError(f"{path} is in model format {version!r}; this engine reads format "
+                         f"{MODEL_FORMAT} (a newer transcend may read it)")
     try:
         info = ModelInfo(
             path=path,
@@ -327,7 +389,9 @@ class Policy:
         """Forget the cache (a new model or to free memory; a new game needs no reset)."""
         i = self.info
         self._ids = np.zeros(0, dtype=np.int64)
-        self._past = np.zeros((i.n_layer, 2, 1, i.n_head, 0, i.head_dim), dtype=np.float32)
+        # Keys and values of the cached tokens in the first len(_ids) positions; the rest is
+        # spare capacity that the model reads but the attention mask keeps out.
+        self._cache = np.zeros((i.n_layer, 2, 1, i.n_head, 0, i.head_dim), dtype=np.float32)
         self._logits = np.zeros((0, VOCAB_SIZE), dtype=np.float32)
         self._san_root: chess.Board | None = None
         self._san_board = chess.Board()
@@ -414,64 +478,83 @@ class Policy:
     # -- model calls --------------------------------------------------------------------------
 
     def _run(
-        self, ids: np.ndarray, positions: np.ndarray, mask: np.ndarray, past: np.ndarray
+        self, ids: np.ndarray, positions: np.ndarray, cached: int, new_mask: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        logits, present = self.session.run(  # type: ignore[attr-defined]
+        """Logits and new keys and values of ``ids`` run after the first ``cached`` tokens of the
+        cache, with ``new_mask`` saying which new tokens each new token attends to."""
+        t, capacity = len(ids), self._cache.shape[4]
+        mask = np.zeros((t, capacity + t), dtype=bool)
+        mask[:, :cached] = True
+        mask[:, capacity:] = new_mask
+        logits, new_kv = self.session.run(  # type: ignore[attr-defined]
             None,
             {
                 "input_ids": ids[None],
                 "position_ids": positions[None],
                 "attention_mask": mask[None],
-                "past": np.ascontiguousarray(past),
+                **cache_feed(self._cache),
             },
         )
-        return logits[0], present
+        return logits[0], new_kv
+
+    def _reserve(self, size: int) -> None:
+        """Room in the cache buffer for ``size`` tokens, keeping the cached ones."""
+        capacity = self._cache.shape[4]
+        if size <= capacity:
+            return
+        i = self.info
+        capacity = max(size, min(i.block_size, -(-(size + CACHE_CHUNK // 2) // CACHE_CHUNK)
+                                 * CACHE_CHUNK))
+        cache = np.zeros((i.n_layer, 2, 1, i.n_head, capacity, i.head_dim), dtype=np.float32)
+        n = len(self._ids)
+        cache[..., :n, :] = self._cache[..., :n, :]
+        self._cache = cache
 
     def _tree_rows(self, n: int, trie: MoveTrie) -> np.ndarray:
         """Logit rows of ``trie`` run after the first ``n`` cached tokens, as in `_evaluate`,
-        without `present`: onnxruntime then skips stacking the whole cache into an output."""
-        mask = np.zeros((trie.n, n + trie.n), dtype=bool)
-        mask[:, :n] = True
-        mask[:, n:] = trie.ancestors
-        (logits,) = self.session.run(  # type: ignore[attr-defined]
-            ["logits"],
-            {
-                "input_ids": trie.chars[None],
-                "position_ids": (n + trie.depth - 1)[None],
-                "attention_mask": mask[None],
-                "past": np.ascontiguousarray(self._past[..., :n, :]),
-            },
-        )
-        return np.concatenate([self._logits[n - 1][None], logits[0]])
+        leaving the cache as it is."""
+        logits, _ = self._run(trie.chars, n + trie.depth - 1, n, trie.ancestors)
+        return np.concatenate([self._logits[n - 1][None], logits])
 
     def _evaluate(self, text: str, trie: MoveTrie | None) -> tuple[np.ndarray, np.ndarray, int]:
-        """Logit rows (row 0 after the prompt, row i + 1 after trie node i), the full `present`
-        of the call, and the number of tokens run. Keeps the prompt's part in the cache."""
+        """Logit rows (row 0 after the prompt, row i + 1 after trie node i), the keys and
+        values of the trie's nodes, and the number of tokens run. Caches the prompt."""
         ids = encode(text).astype(np.int64)
         n = len(ids)
         kept = _common_prefix(self._ids, ids)
         new = ids[kept:]
         nodes = trie.n if trie is not None else 0
         if len(new) == 0 and nodes == 0:
-            return self._logits[n - 1][None], self._past[..., :n, :], 0
+            return self._logits[n - 1][None], self._cache[..., :0, :], 0
         t = len(new) + nodes
         tokens = np.concatenate([new, trie.chars]) if trie is not None else new
         positions = np.arange(kept, n, dtype=np.int64)
-        mask = np.zeros((t, kept + t), dtype=bool)
-        mask[:, :kept] = True
-        mask[: len(new), kept : kept + len(new)] = np.tril(np.ones((len(new), len(new)), bool))
+        mask = np.zeros((t, t), dtype=bool)
+        mask[: len(new), : len(new)] = np.tril(np.ones((len(new), len(new)), bool))
         if trie is not None:
             positions = np.concatenate([positions, n + trie.depth - 1])
-            mask[len(new) :, kept : n] = True
-            mask[len(new) :, n:] = trie.ancestors
-        past = self._past if kept == self._past.shape[4] else self._past[..., :kept, :]
-        logits, present = self._run(tokens, positions, mask, past)
+            mask[len(new) :, : len(new)] = True
+            mask[len(new) :, len(new) :] = trie.ancestors
+        logits, new_kv = self._run(tokens, positions, kept, mask)
+        self._reserve(n)
+        self._cache[..., kept:n, :] = new_kv[..., : len(new), :]
         self._ids = ids
-        self._past = present[..., :n, :]
         self._logits = np.concatenate([self._logits[:kept], logits[: len(new)]])
         root = self._logits[n - 1][None]
         rows = np.concatenate([root, logits[len(new) :]]) if trie is not None else root
-        return rows, present, t
+        return rows, new_kv[..., len(new) :, :], t
+
+    def extend_cache(self, board: chess.Board) -> None:
+        """Run ``board``'s prompt into the cache, with room for the next move or two.
+
+        The engine calls it with its own move played, after ``bestmove``, while the opponent
+        thinks: the next position then runs only the opponent's reply. The cache holds the
+        same keys and values either way, so the moves and their probabilities are unchanged.
+        """
+        with self._lock:
+            text = self.prompt_text(board)
+            self._evaluate(text, None)
+            self._reserve(len(text) + 4 * CHARS_PER_PLY)
 
     def _trie(self, board: chess.Board, moves: list[chess.Move] | None) -> MoveTrie:
         legal = list(board.legal_moves)
@@ -480,36 +563,15 @@ class Policy:
             legal = [m for m in legal if m in wanted]
         return MoveTrie(legal, legal_sans(board, legal))
 
-    def _score(
-        self, board: chess.Board, moves: list[chess.Move] | None
-    ) -> tuple[MoveTrie, np.ndarray, np.ndarray, int, str]:
-        text = self.prompt_text(board)
-        trie = self._trie(board, moves)
-        if not trie.moves:
-            return trie, np.zeros((1, VOCAB_SIZE)), np.zeros(0), 0, text
-        rows, present, t = self._evaluate(text, trie)
-        return trie, rows, present, t, text
-
-    @staticmethod
-    def _distribution(
-        rows: np.ndarray, trie: MoveTrie, temperature: float, mode: str
-    ) -> np.ndarray:
-        if mode not in ("token", "move"):
-            raise ValueError(f"unknown sampling mode {mode!r} for a distribution")
-        if temperature < 0 or not np.isfinite(temperature):
-            raise ValueError(f"temperature must be a number >= 0, not {temperature}")
-        if temperature == 0:
-            best = (
-                walk(rows, trie, 0.0, 0.0)[0]
-                if mode == "token"
-                else int(np.argmax(move_log_probs(rows, trie)))
-            )
-            p = np.zeros(len(trie.moves))
-            p[best] = 1.0
-            return p
-        if mode == "token":
-            return softmax(token_log_probs(rows, trie, temperature))
-        return softmax(move_log_probs(rows, trie) / temperature)
+    def score(self, board: chess.Board, moves: list[chess.Move] | None = None) -> MoveScores:
+        """The model's logits for every legal move (or each of ``moves``) of ``board``, in one
+        call: every temperature and mode of the position is computed from them."""
+        with self._lock:
+            trie = self._trie(board, moves)
+            if not trie.moves:
+                return MoveScores(trie, np.zeros((1, VOCAB_SIZE)))
+            rows, _, _ = self._evaluate(self.prompt_text(board), trie)
+            return MoveScores(trie, rows)
 
     def move_distribution(
         self,
@@ -523,7 +585,7 @@ class Policy:
 
         ``board`` carries its history in ``move_stack``; its root may be any FEN.
         """
-        return self.move_distributions(board, [temperature], mode, moves)[0]
+        return self.score(board, moves).distribution(temperature, mode)
 
     def move_distributions(
         self,
@@ -534,23 +596,17 @@ class Policy:
     ) -> list[dict[chess.Move, float]]:
         """:meth:`move_distribution` at each of ``temperatures``, from one model call: the
         logits do not depend on the temperature."""
-        with self._lock:
-            trie, rows, _, _, _ = self._score(board, moves)
-            if not trie.moves:
-                return [{} for _ in temperatures]
-            return [dict(zip(trie.moves, self._distribution(rows, trie, t, mode).tolist(),
-                             strict=True)) for t in temperatures]
+        scores = self.score(board, moves)
+        return [scores.distribution(t, mode) for t in temperatures]
 
     def move_log_probs(
         self, board: chess.Board, moves: list[chess.Move] | None = None
     ) -> dict[chess.Move, float]:
         """The model's untempered log-probability of each legal move's text (with its
         terminator), not renormalised over the legal moves."""
-        with self._lock:
-            trie, rows, _, _, _ = self._score(board, moves)
-            if not trie.moves:
-                return {}
-            return dict(zip(trie.moves, move_log_probs(rows, trie).tolist(), strict=True))
+        scores = self.score(board, moves)
+        logp = move_log_probs(scores.rows, scores.trie).tolist() if scores.trie.moves else []
+        return dict(zip(scores.trie.moves, logp, strict=True))
 
     def choose(
         self,
@@ -582,8 +638,9 @@ class Policy:
                 or (self.token_path == "auto" and steps_are_cheaper(trie, len(text)))
             ):
                 return self._choose_steps(text, trie, temperature, rng.random())
-            rows, present, nodes = self._evaluate(text, trie)
-            p = self._distribution(rows, trie, temperature, "move" if mode == "move" else "token")
+            rows, tree_kv, nodes = self._evaluate(text, trie)
+            p = MoveScores(trie, rows).probabilities(
+                temperature, "move" if mode == "move" else "token")
             probabilities = dict(zip(trie.moves, p.tolist(), strict=True))
             if mode == "paper":
                 written, attempts, used = self._paper(board, text, trie, temperature, rng)
@@ -594,7 +651,7 @@ class Policy:
                               attempts, nodes + used)
             u = rng.random()
             best = sample_in_order(p, trie.order, u) if mode == "token" else sample_index(p, u)
-            self._keep_path(text, trie, best, present, rows)
+            self._keep_path(len(text), trie, best, tree_kv, rows)
             return Choice(trie.moves[best], probabilities, nodes=nodes)
 
     def _choose_steps(self, text: str, trie: MoveTrie, temperature: float, u: float) -> Choice:
@@ -602,11 +659,10 @@ class Policy:
         and, as a tree, one node per distinct first character of the moves: its logits pick the
         first two characters. Only when several moves start with those two does a second call
         run their subtree. The cache keeps the prompt alone (the move's characters run with the
-        next prompt), copied once so that both calls and the next move use it as it is."""
+        next prompt)."""
         firsts = first_chars(trie)
         level = MoveTrie([], [VOCAB[c] for c in firsts])
         rows, _, nodes = self._evaluate(text, level)
-        self._past = np.ascontiguousarray(self._past)
         k, probability, u = step(rows[0], firsts, False, temperature, u)
         under = [m for m, san in enumerate(trie.sans) if STOI[san[0]] == firsts[k]]
         seconds = sorted({STOI[trie.sans[m][1]] for m in under})  # a SAN has 2 or more
@@ -621,17 +677,15 @@ class Policy:
         return Choice(move, {move: probability}, nodes=nodes, complete=False)
 
     def _keep_path(
-        self, text: str, trie: MoveTrie, best: int, present: np.ndarray, rows: np.ndarray
+        self, n: int, trie: MoveTrie, best: int, tree_kv: np.ndarray, rows: np.ndarray
     ) -> None:
-        """Extend the cache with the chosen move's characters, already computed in the tree:
-        the next position starts with them."""
-        n = len(text)
+        """Extend the cache, after its first ``n`` tokens (the prompt), with the chosen move's
+        characters, already computed in the tree: the next position starts with them."""
         path = trie.paths[best][trie.paths[best] < trie.n]
-        self._past = np.concatenate(
-            [present[..., :n, :], present[..., n + path, :]], axis=4
-        )
-        self._ids = np.concatenate([self._ids, trie.chars[path]])
-        self._logits = np.concatenate([self._logits, rows[path + 1].astype(np.float32)])
+        self._reserve(n + len(path))
+        self._cache[..., n : n + len(path), :] = tree_kv[..., path, :]
+        self._ids = np.concatenate([self._ids[:n], trie.chars[path]])
+        self._logits = np.concatenate([self._logits[:n], rows[path + 1].astype(np.float32)])
 
     # -- the paper's protocol -----------------------------------------------------------------
 
@@ -662,27 +716,33 @@ class Policy:
         return None, attempts, nodes
 
     def _generate(self, n: int, temperature: float, rng: np.random.Generator) -> tuple[str, int]:
-        """Characters sampled after the first ``n`` cached tokens, without changing the cache."""
-        past = np.ascontiguousarray(self._past[..., :n, :])
+        """Characters sampled after the first ``n`` cached tokens, leaving the cache as it was
+        (the positions they borrow are restored)."""
+        self._reserve(n + PAPER_MAX_CHARS)
+        borrowed = self._cache[..., n : n + PAPER_MAX_CHARS, :].copy()
         logits = self._logits[n - 1]
         out: list[int] = []
         used = 0
-        for i in range(PAPER_MAX_CHARS):
-            x = logits.astype(np.float64)
-            c = int(np.argmax(x)) if temperature == 0 else _sample_index(
-                softmax(x / temperature), rng
-            )
-            out.append(c)
-            written = decode(out)
-            if ";" in written or (written.strip() and written[-1].isspace()):
-                break
-            if i + 1 < PAPER_MAX_CHARS:
-                step, past = self._run(
-                    np.array([c], np.int64), np.array([n + i], np.int64),
-                    np.ones((1, n + i + 1), bool), past,
+        try:
+            for i in range(PAPER_MAX_CHARS):
+                x = logits.astype(np.float64)
+                c = int(np.argmax(x)) if temperature == 0 else _sample_index(
+                    softmax(x / temperature), rng
                 )
-                logits = step[0]
-                used += 1
+                out.append(c)
+                written = decode(out)
+                if ";" in written or (written.strip() and written[-1].isspace()):
+                    break
+                if i + 1 < PAPER_MAX_CHARS:
+                    step, new_kv = self._run(
+                        np.array([c], np.int64), np.array([n + i], np.int64), n + i,
+                        np.ones((1, 1), bool),
+                    )
+                    self._cache[..., n + i, :] = new_kv[..., 0, :]
+                    logits = step[0]
+                    used += 1
+        finally:
+            self._cache[..., n : n + PAPER_MAX_CHARS, :] = borrowed
         return decode(out), used
 
 

@@ -172,6 +172,7 @@ class Search(threading.Thread):
         self.cond = threading.Condition()
         self.stopped = False
         self.pondering = params.ponder
+        self.answered = threading.Event()  # bestmove is out; the cache may still be extending
 
     def stop(self) -> None:
         with self.cond:
@@ -189,6 +190,8 @@ class Search(threading.Thread):
         engine = self.engine
         lines: list[str] = []
         best = "0000"
+        after: chess.Board | None = None  # the position after the engine's move
+        policy = None
         try:
             policy = engine.wait_for_model()
             legal = list(self.board.legal_moves)
@@ -201,6 +204,8 @@ class Search(threading.Thread):
                 choice = engine.choose(policy, self.board, moves)
                 best = self.board.uci(choice.move)
                 lines += engine.report(self.board, choice, self.start_time)
+                after = self.board.copy()
+                after.push(choice.move)
         except Exception as exc:  # noqa: BLE001 - whatever fails, the GUI still gets a bestmove
             lines.append(f"info string error {_first_line(exc)}")
         engine.out.send(*lines)
@@ -215,6 +220,13 @@ class Search(threading.Thread):
                     break
                 self.cond.wait(remaining)
         engine.out.send(f"bestmove {best}")
+        self.answered.set()
+        if policy is not None and after is not None:
+            # Off the clock, while the opponent thinks: the engine's own move into the cache,
+            # so that the next position runs only the reply. A failure here would fail the
+            # next move too, which reports it.
+            with contextlib.suppress(Exception):
+                policy.extend_cache(after)
 
 
 class Engine:
@@ -614,9 +626,12 @@ class Engine:
 
     def cmd_d(self, args: list[str]) -> None:
         """Stockfish's debugging command: the position and the model's prompt."""
+        if self.search is not None and self.search.answered.is_set():
+            self.search.join()  # the state after the last move's work, cache included
         self.out.send(f"info string fen {self.board.fen()}")
         if self.policy is not None:
-            self.out.send(f"info string prompt {self.policy.prompt_text(self.board)!r}")
+            self.out.send(f"info string prompt {self.policy.prompt_text(self.board)!r}",
+                          f"info string cache {self.policy.cached_tokens} tokens")
 
     def _finish_search(self) -> None:
         """Stop the running search (it prints its bestmove) and wait for it."""

@@ -191,33 +191,23 @@ class PolicyDistribution:
     """The engine's exact move distribution for a model, as a :data:`DistributionFn`.
 
     The analysis asks for every temperature and mode of one position in a row; the model's
-    logits for a position do not depend on either, so they are computed once per position and
-    tempered here, exactly as ``Policy.move_distribution`` does (the tests hold the two equal).
+    logits for a position do not depend on either, so the position is scored once
+    (``Policy.score``) and each distribution tempered from that.
     """
 
     def __init__(self, model: Path, device: str = "auto") -> None:
-        from transcend.engine.policy import Policy
+        from transcend.engine.policy import MoveScores, Policy
 
         self.policy = Policy(model, device=device)
         self._key: tuple[str, tuple[chess.Move, ...]] | None = None
-        self._scored: tuple[object, np.ndarray] | None = None
+        self._scores: MoveScores | None = None
 
     def __call__(self, board: chess.Board, temperature: float,
                  mode: str) -> dict[chess.Move, float]:
-        policy = self.policy
-        score = getattr(policy, "_score", None)
-        temper = getattr(policy, "_distribution", None)
-        if score is None or temper is None:  # an engine without the internals: the slow path
-            return policy.move_distribution(board, temperature, mode)
         key = (board.root().fen(), tuple(board.move_stack))
-        if key != self._key or self._scored is None:
-            trie, rows, *_ = score(board, None)
-            self._key, self._scored = key, (trie, rows)
-        trie, rows = self._scored
-        if not trie.moves:  # type: ignore[attr-defined]
-            return {}
-        p = temper(rows, trie, temperature, mode)
-        return dict(zip(trie.moves, p.tolist(), strict=True))  # type: ignore[attr-defined]
+        if key != self._key or self._scores is None:
+            self._key, self._scores = key, self.policy.score(board)
+        return self._scores.distribution(temperature, mode)
 
 
 def _bootstrap_means(values: np.ndarray, samples: np.ndarray) -> tuple[float, float]:

@@ -14,6 +14,7 @@ from transcend.engine import policy as policy_module
 from transcend.engine.policy import (
     ModelError,
     Policy,
+    cache_feed,
     default_model_path,
     read_metadata,
     read_model_info,
@@ -33,10 +34,10 @@ def full_logits(policy: Policy, text: str) -> np.ndarray:
     info = policy.info
     ids = encode(text).astype(np.int64)[None]
     n = ids.shape[1]
-    past = np.zeros((info.n_layer, 2, 1, info.n_head, 0, info.head_dim), np.float32)
+    empty = np.zeros((info.n_layer, 2, 1, info.n_head, 0, info.head_dim), np.float32)
     logits, _ = policy.session.run(None, {
         "input_ids": ids, "position_ids": np.arange(n)[None],
-        "attention_mask": np.tril(np.ones((n, n), bool))[None], "past": past,
+        "attention_mask": np.tril(np.ones((n, n), bool))[None], **cache_feed(empty),
     })
     return logits[0].astype(np.float64)
 
@@ -149,6 +150,53 @@ def test_cache_reuse_runs_only_new_tokens(policy: Policy) -> None:
     tree = policy._trie(board, None)
     assert second.nodes == len(prompt1) - len(prompt0) - len(san) + tree.n
     assert_matches(second.probabilities, reference(policy, board, 1.0, "token"))
+
+
+def test_extend_cache_leaves_only_the_reply(policy: Policy) -> None:
+    policy.reset()
+    rng = np.random.default_rng(3)
+    board = random_game(10, seed=8)
+    move = policy.choose(board, 1.0, "token", rng, distribution=False).move
+    board.push(move)
+    policy.extend_cache(board)  # as the engine does after bestmove
+    mine = policy.prompt_text(board)
+    assert policy.cached_tokens == len(mine)
+    policy.extend_cache(board)  # nothing new: nothing runs, nothing changes
+    assert policy.cached_tokens == len(mine)
+    board.push(next(iter(board.legal_moves)))
+    choice = policy.choose(board, 1.0, "move", rng)
+    reply = policy.prompt_text(board)
+    assert reply.startswith(mine)
+    assert choice.nodes == len(reply) - len(mine) + policy._trie(board, None).n
+    assert_matches(choice.probabilities, reference(policy, board, 1.0, "move"))
+
+
+def test_cache_buffer_grows_in_chunks_and_stays_exact(tiny_onnx: Path) -> None:
+    pol = Policy(tiny_onnx, device="cpu", threads=1)
+    board = chess.Board()
+    rng = random.Random(11)
+    capacities = []
+    while len(board.move_stack) < 90 and not board.is_game_over():
+        dist = pol.move_distribution(board, 1.0)
+        capacities.append(pol._cache.shape[4])
+        assert pol.cached_tokens <= capacities[-1] <= pol.info.block_size
+        board.push(rng.choice(_moves_that_keep_going(board, list(dist))))
+        pol.extend_cache(board)
+    grown = sorted(set(capacities))
+    assert len(grown) >= 3 and all(c % policy_module.CACHE_CHUNK == 0 for c in grown)
+    assert_matches(pol.move_distribution(board, 1.0), reference(pol, board, 1.0, "token"))
+
+
+def test_paper_attempts_leave_the_cache_as_it_was(policy: Policy) -> None:
+    board = random_game(9, seed=12)  # black to move: the prompt's trailing space is cached
+    policy.move_distribution(board, 1.0)
+    n = policy.cached_tokens
+    before = policy._cache[..., :n, :].copy()
+    choice = policy.choose(board, 1.0, "paper", np.random.default_rng(4))
+    assert len(choice.attempts) >= 1
+    after = policy._cache[..., :n, :]
+    assert np.array_equal(before, after)
+    assert_matches(policy.move_distribution(board, 1.0), reference(policy, board, 1.0, "token"))
 
 
 def test_takeback_and_new_game_reuse_the_common_prefix(policy: Policy) -> None:

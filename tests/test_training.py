@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from transcend.engine.policy import cache_feed
 from transcend.engine.transcript import VOCAB
 from transcend.training.export import CheckpointError, load_checkpoint
 from transcend.training.model import CONFIGS, GPT, ModelConfig
@@ -166,10 +167,11 @@ def test_cached_forward_matches_full_forward() -> None:
     ids = torch.randint(0, 32, (1, 20))
     full = model(ids)
     c = model.config
-    past = torch.zeros(c.n_layer, 2, 1, c.n_head, 0, c.n_embd // c.n_head)
+    empty = [torch.zeros(1, c.n_head, 0, c.n_embd // c.n_head)] * (2 * c.n_layer)
     with torch.no_grad():
-        first, past = model.forward_cached(ids[:, :12], torch.arange(12)[None],
-                                           torch.ones(1, 12, 12, dtype=torch.bool).tril(), past)
+        first, new = model.forward_cached(ids[:, :12], torch.arange(12)[None],
+                                          torch.ones(1, 12, 12, dtype=torch.bool).tril(), empty)
+        past = [new[i // 2, i % 2] for i in range(2 * c.n_layer)]
         # Two alternative continuations of length 2 as a tree after the shared prefix: the
         # second branch must not see the first.
         branch = torch.cat([ids[:, 12:14], ids[:, 12:13], ids[:, 15:16]], dim=1)
@@ -206,10 +208,10 @@ def test_import_nanogpt_checkpoint(tmp_path: Path) -> None:
     transcend("import-nanogpt", str(ckpt), "--out", str(out))
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     ids = torch.randint(0, 32, (1, 9))
-    past = np.zeros((2, 2, 1, 2, 0, 16), np.float32)
+    empty = np.zeros((2, 2, 1, 2, 0, 16), np.float32)
     logits, _ = session.run(None, {
         "input_ids": ids.numpy(), "position_ids": np.arange(9)[None],
-        "attention_mask": np.tril(np.ones((9, 9), bool))[None], "past": past})
+        "attention_mask": np.tril(np.ones((9, 9), bool))[None], **cache_feed(empty)})
     with torch.no_grad():
         expected = model(ids).numpy()
     assert np.abs(logits - expected).max() < 1e-4

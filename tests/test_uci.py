@@ -144,6 +144,21 @@ def test_go_answers_one_legal_bestmove_with_info(raw: Raw) -> None:
     assert not raw.silent_for(0.3)  # nothing after the bestmove
 
 
+def test_own_move_enters_the_cache_after_bestmove(raw: Raw) -> None:
+    raw.ready()
+    board = chess.Board()
+    for san in ("d4", "d5", "c4"):
+        board.push_san(san)
+    raw.send("ucinewgame", "position startpos moves d2d4 d7d5 c2c4", "go movetime 10")
+    own = board.san(chess.Move.from_uci(bestmove(raw.until("bestmove"))))
+    # `d` waits for the finished search's work: the cache holds the prompt after the engine's
+    # own move, so the opponent's reply is all that the next move runs first.
+    raw.send("d")
+    lines = raw.until("info string cache")
+    assert lines[-2] == "info string prompt ';1.d4 d5 2.c4 '"
+    assert lines[-1] == f"info string cache {len(';1.d4 d5 2.c4 ' + own + ' 3.')} tokens"
+
+
 def test_multipv_lines_and_material_score(raw: Raw) -> None:
     raw.send("setoption name MultiPV value 3")
     # White is a queen up; Bxf7+ also wins a pawn, so scores differ between the lines.

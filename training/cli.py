@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "transcend.training.export:import_command",
         "Convert a nanoGPT chess checkpoint (ckpt.pt) to ONNX.",
     ),
+    "upgrade-model": (
+        "transcend.training.upgrade:upgrade_command",
+        "Convert a model file of an older format to the engine's.",
+    ),
     "plot": ("transcend.training.plot:plot_command", "Plot the training curves of a run."),
     "tournament": (
         "transcend.evaluation.tournament:tournament_command",

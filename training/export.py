@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from transcend.engine.files import write_atomic
+from transcend.engine.policy import MODEL_FORMAT, cache_feed, cache_names
 from transcend.engine.transcript import VOCAB, VOCAB_SIZE
 from transcend.training.model import GPT, ModelConfig
 
-FORMAT_VERSION = "1"
-INPUT_NAMES = ["input_ids", "position_ids", "attention_mask", "past"]
-OUTPUT_NAMES = ["logits", "present"]
+INPUT_NAMES = ["input_ids", "position_ids", "attention_mask"]
+OUTPUT_NAMES = ["logits", "new_kv"]
 PARITY_TOLERANCE = 1e-4
 
 
@@ -35,8 +35,8 @@ class _CachedGraph(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, position_ids, attention_mask, past):  # type: ignore[no-untyped-def]
-        return self.model.forward_cached(input_ids, position_ids, attention_mask, past)
+    def forward(self, input_ids, position_ids, attention_mask, *past):  # type: ignore[no-untyped-def]
+        return self.model.forward_cached(input_ids, position_ids, attention_mask, list(past))
 
 
 def load_checkpoint(path: Path) -> tuple[GPT, dict[str, Any]]:
@@ -78,7 +78,7 @@ def metadata_for(model: GPT, ckpt: dict[str, Any]) -> dict[str, str]:
     """The self-description stored in the .onnx file."""
     data = ckpt.get("data") or {}
     meta = {
-        "transcend_format": FORMAT_VERSION,
+        "transcend_format": MODEL_FORMAT,
         "vocab": VOCAB,
         "block_size": str(model.config.block_size),
         "config": json.dumps(model.config.to_dict()),
@@ -101,8 +101,9 @@ def _example_inputs(model: GPT, batch: int, past_len: int, new: int) -> tuple[to
     pos = torch.arange(past_len, past_len + new).expand(batch, new).contiguous()
     mask = torch.ones(batch, new, past_len + new, dtype=torch.bool)
     mask[:, :, past_len:] = torch.tril(torch.ones(new, new, dtype=torch.bool))
-    past = torch.randn(c.n_layer, 2, batch, c.n_head, past_len, c.n_embd // c.n_head, generator=gen)
-    return ids, pos, mask, past
+    past = [torch.randn(batch, c.n_head, past_len, c.n_embd // c.n_head, generator=gen)
+            for _ in cache_names(c.n_layer)]
+    return ids, pos, mask, *past
 
 
 def export_onnx(model: GPT, out: Path, metadata: dict[str, str], fp16: bool = False) -> float:
@@ -112,13 +113,14 @@ def export_onnx(model: GPT, out: Path, metadata: dict[str, str], fp16: bool = Fa
     model = model.float().eval()
     graph = _CachedGraph(model)
     example = _example_inputs(model, batch=2, past_len=5, new=3)
+    cache = cache_names(model.config.n_layer)
     dynamic = {
         "input_ids": {0: "batch", 1: "new"},
         "position_ids": {0: "batch", 1: "new"},
         "attention_mask": {0: "batch", 1: "new", 2: "total"},
-        "past": {2: "batch", 4: "past"},
+        **{name: {0: "batch", 2: "past"} for name in cache},
         "logits": {0: "batch", 1: "new"},
-        "present": {2: "batch", 4: "total"},
+        "new_kv": {2: "batch", 4: "new"},
     }
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
@@ -127,7 +129,8 @@ def export_onnx(model: GPT, out: Path, metadata: dict[str, str], fp16: bool = Fa
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                graph, example, str(raw), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                graph, example, str(raw), input_names=INPUT_NAMES + cache,
+                output_names=OUTPUT_NAMES,
                 dynamic_axes=dynamic, opset_version=17, dynamo=False,
             )
         proto = onnx.load(str(raw))
@@ -186,18 +189,24 @@ def verify_parity(model: GPT, path: Path, tolerance: float = PARITY_TOLERANCE) -
         ids = torch.randint(0, c.vocab_size, (2, length), generator=gen)
         with torch.no_grad():
             expected = model(ids).numpy()
-        empty = np.zeros((c.n_layer, 2, 2, c.n_head, 0, c.n_embd // c.n_head), np.float32)
+        shape = (c.n_layer, 2, 2, c.n_head, 0, c.n_embd // c.n_head)
         pos = np.broadcast_to(np.arange(length), (2, length)).astype(np.int64)
         mask = np.broadcast_to(np.tril(np.ones((length, length), bool)), (2, length, length))
         logits, _ = session.run(None, {"input_ids": ids.numpy(), "position_ids": pos,
-                                       "attention_mask": mask.copy(), "past": empty})
+                                       "attention_mask": mask.copy(),
+                                       **cache_feed(np.zeros(shape, np.float32))})
         worst = max(worst, float(np.abs(logits - expected).max()))
-        past = empty
-        for t in range(length):  # the same prefix again, one token at a time through the cache
-            step_mask = np.ones((2, 1, t + 1), bool)
-            logits, past = session.run(None, {
+        # The same prefix again, one token at a time through a cache buffer of spare capacity
+        # whose unused positions hold noise: the mask alone must keep them out.
+        rng = np.random.default_rng(1)
+        cache = rng.normal(size=(*shape[:4], length + 3, shape[5])).astype(np.float32)
+        for t in range(length):
+            step_mask = np.zeros((2, 1, length + 4), bool)
+            step_mask[:, :, :t] = step_mask[:, :, -1] = True
+            logits, new = session.run(None, {
                 "input_ids": ids[:, t:t + 1].numpy(), "position_ids": np.full((2, 1), t, np.int64),
-                "attention_mask": step_mask, "past": past})
+                "attention_mask": step_mask, **cache_feed(cache)})
+            cache[..., t, :] = new[..., 0, :]
             worst = max(worst, float(np.abs(logits[:, 0] - expected[:, t]).max()))
     if worst > tolerance:
         raise RuntimeError(f"ONNX export differs from torch by {worst:.2e} (> {tolerance:g})")

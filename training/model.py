@@ -83,15 +83,20 @@ class CausalSelfAttention(nn.Module):
     def forward_cached(
         self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Attention of new tokens over the cache and each other; ``mask`` is additive."""
+        """Attention of new tokens over the cache and each other; ``mask`` is additive over the
+        cache's positions then the new tokens'. Returns the output and the new keys and values.
+
+        The cache and the new tokens are attended in two parts, never concatenated: a
+        concatenation would copy the whole cache in every layer of every call.
+        """
         b, t, c = x.shape
         q, k, v = self._heads(x)
-        k = torch.cat([past_k, k], dim=2)
-        v = torch.cat([past_v, v], dim=2)
         # Written out rather than with scaled_dot_product_attention so the exported graph has
         # plain ops that every onnxruntime provider runs.
-        att = (q @ k.transpose(-2, -1)) * self.scale + mask
-        y = torch.softmax(att, dim=-1) @ v
+        scores = torch.cat([q @ past_k.transpose(-2, -1), q @ k.transpose(-2, -1)], dim=-1)
+        att = torch.softmax(scores * self.scale + mask, dim=-1)
+        cached = past_k.shape[2]
+        y = att[..., :cached] @ past_v + att[..., cached:] @ v
         return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c)), k, v
 
 
@@ -168,26 +173,28 @@ class GPT(nn.Module):
         input_ids: torch.Tensor,
         position_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        past: torch.Tensor,
+        past: list[torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Incremental decoding, the graph that ``transcend export`` writes.
 
         input_ids, position_ids: (B, T) int64. attention_mask: (B, T, P+T) bool, True where a new
-        token may attend (the cached tokens and itself, and for a tree of continuations its own
-        ancestors). past: (n_layer, 2, B, n_head, P, head_dim). Returns logits (B, T, vocab) and
-        the cache extended with the new tokens, (n_layer, 2, B, n_head, P+T, head_dim).
+        token may attend (cached tokens, and new ones: itself and those before it, or for a tree
+        of continuations its own ancestors). past: per layer its keys then its values, each
+        (B, n_head, P, head_dim); positions that no token may attend are ignored, so P may be a
+        buffer's capacity. Returns logits (B, T, vocab) and the new tokens' keys and values,
+        (n_layer, 2, B, n_head, T, head_dim).
         """
         x = self.transformer.wte(input_ids) + self.transformer.wpe(position_ids)
         neg = torch.finfo(x.dtype).min
         mask = torch.where(attention_mask, 0.0, neg).to(x.dtype).unsqueeze(1)
-        presents = []
+        new = []
         for i, block in enumerate(self.transformer.h):
-            a, k, v = block.attn.forward_cached(block.ln_1(x), past[i, 0], past[i, 1], mask)
+            a, k, v = block.attn.forward_cached(block.ln_1(x), past[2 * i], past[2 * i + 1], mask)
             x = x + a
             x = x + block.mlp(block.ln_2(x))
-            presents.append(torch.stack([k, v]))
+            new.append(torch.stack([k, v]))
         logits = self.lm_head(self.transformer.ln_f(x))
-        return logits, torch.stack(presents)
+        return logits, torch.stack(new)
 
     def configure_optimizer(
         self, lr: float, weight_decay: float, betas: tuple[float, float], device_type: str
