@@ -22,14 +22,15 @@ import numpy as np
 
 from transcend.engine.trie import _TERMINATOR_IDS, MoveTrie, softmax
 
-# A model call costs about as much as this many extra tokens in a call (onnxruntime's per-call
-# and per-layer overhead, and reading every weight once), plus one more for every
-# CACHE_TOKENS_PER_TOKEN cached tokens (the cache is copied into the call's output). Measured
-# with `paper-50m` on 2 loaded cores: a call of t new tokens took about 18 + 1.1 t ms after 90
-# cached tokens and 30 + 1.5 t ms after 880, i.e. 16 and 20 tokens. The step-by-step path,
-# which makes one call more, is taken when it saves more tree nodes than that.
-CALL_COST_TOKENS = 16
-CACHE_TOKENS_PER_TOKEN = 200
+# A model call costs about as much as CALL_COST_TOKENS new tokens (onnxruntime's per-call and
+# per-layer overhead, and reading every weight once), a little more with a long cache; and each
+# new token costs more with a long cache too (it attends to every cached one). Measured with
+# `paper-50m` on 2 quiet cores: a call of t new tokens took about 11.7 + 0.52 t ms after 128
+# cached tokens and 13 + 0.85 t ms after 1,000. The step-by-step path, which makes one call
+# more, is taken when the tree nodes it skips cost more than that call.
+CALL_COST_TOKENS = 22
+CACHED_PER_CALL_TOKEN = 400  # a call costs one token's worth more per this many cached tokens
+CACHED_PER_TOKEN_COST = 1600  # a new token costs this much more (x2) after this many cached
 
 
 def sample_index(p: np.ndarray, u: float) -> int:
@@ -57,8 +58,9 @@ def steps_are_cheaper(trie: MoveTrie, cached: int) -> bool:
     for san in trie.sans:
         prefixes.setdefault(san[:2], set()).update(san[:d] for d in range(1, len(san) + 1))
     largest = max((len(p) for two, p in prefixes.items() if moves[two] > 1), default=0)
-    call = CALL_COST_TOKENS + cached // CACHE_TOKENS_PER_TOKEN if largest else 0
-    return trie.n - len(first_chars(trie)) - largest > call
+    call = ((CALL_COST_TOKENS + cached / CACHED_PER_CALL_TOKEN)
+            / (1 + cached / CACHED_PER_TOKEN_COST))
+    return trie.n - len(first_chars(trie)) - largest > (call if largest else 0)
 
 
 def step(row: np.ndarray, chars: list[int], can_end: bool, temperature: float,

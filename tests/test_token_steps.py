@@ -99,7 +99,6 @@ def test_steps_run_fewer_tokens_where_they_are_taken(tiny_onnx: Path) -> None:
     board = chess.Board(CASTLING_FEN)
     auto, tree = policy_with(tiny_onnx, "auto"), policy_with(tiny_onnx, "tree")
     assert steps_are_cheaper(auto._trie(board, None), len(auto.prompt_text(board)))
-    assert not steps_are_cheaper(auto._trie(board, None), 20_000)  # a huge cache: one call
     fast = auto.choose(board, 1.0, "token", np.random.default_rng(0), distribution=False)
     full = tree.choose(board, 1.0, "token", np.random.default_rng(0), distribution=False)
     assert not fast.complete and full.complete
