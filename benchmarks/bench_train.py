@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transcend.training.model import CONFIGS, GPT
+from transcend.training.model import CONFIGS, GPT, next_char_loss
 from transcend.training.train import TrainConfig, pick_device, pick_dtype, train
 
 
@@ -46,7 +46,7 @@ def bare_loop(config: str, batch: int, steps: int, block: int, dtype: torch.dtyp
             start = time.perf_counter()
         with autocast:
             logits = model(x)
-            loss = torch.nn.functional.cross_entropy(logits.float().view(-1, 32), y.view(-1))
+            loss = next_char_loss(logits, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

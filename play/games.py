@@ -25,7 +25,7 @@ from transcend.engine.policy import MODES, Policy
 from transcend.engine.uci import DEFAULT_TEMPERATURE, SEED_MAX
 from transcend.evaluation.advantage import MultiPVClient, position_key, win_probability
 from transcend.evaluation.advantage_positions import QuietGameBuilder
-from transcend.evaluation.players import EngineCrashed, UciClient, find_stockfish, parse_spec
+from transcend.evaluation.players import EngineCrashed, PlayerSpec, UciClient, find_stockfish
 
 # The page's sampling modes are the engine's (MODES); `paper` shows the `token` distribution,
 # from which the engine falls back when the paper's unconstrained attempts fail.
@@ -254,15 +254,18 @@ class Stockfish:
     def best_move(self, board: chess.Board, level: int) -> chess.Move:
         if self.command is None:
             raise PlayError("Stockfish is not installed (Debian: apt-get install stockfish)")
-        spec = parse_spec(f"sf:skill={level},nodes={OPPONENT_NODES},path={self.command}")
+        # Built field by field, not from a spec string: the path may hold any character.
+        spec = PlayerSpec(kind="sf", name=f"sf-skill{level}", command=[self.command],
+                          options={"Skill Level": level, "Threads": 1, "Hash": 16},
+                          nodes=OPPONENT_NODES)
         with self._lock:
-            client = self._opponents.get(spec.text)
+            client = self._opponents.get(spec.name)
             try:
                 if client is None:
-                    client = self._opponents[spec.text] = UciClient(spec.command, spec.options)
+                    client = self._opponents[spec.name] = UciClient(spec.command, spec.options)
                 move = client.bestmove(board, spec.go_arguments())
             except (EngineCrashed, OSError) as exc:
-                self._drop(self._opponents.pop(spec.text, None))
+                self._drop(self._opponents.pop(spec.name, None))
                 raise PlayError(f"Stockfish failed ({exc}); the next request restarts it",
                                 500) from None
         if move not in board.legal_moves:

@@ -303,6 +303,20 @@ def test_play_command_errors_are_one_line(tiny_onnx: Path, tmp_path: Path) -> No
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_stockfish_at_a_path_with_a_comma(tmp_path: Path, stockfish: str) -> None:
+    from transcend.play.games import Stockfish
+
+    odd = tmp_path / "engines, old=1" / "stockfish"
+    odd.parent.mkdir()
+    odd.symlink_to(Path(stockfish).resolve())
+    engine = Stockfish(path=str(odd))
+    try:
+        assert engine.command == str(odd)
+        assert engine.best_move(chess.Board(), level=0) in chess.Board().legal_moves
+    finally:
+        engine.close()
+
+
 def test_stockfish_restarts_after_a_crash(client: Client, server: PlayServer,
                                           stockfish: str) -> None:
     game_id = client.ok("new", pgn="1. d4 Nf6 2. c4 g6")["id"]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from transcend.training.model import CONFIGS, GPT
+from transcend.training.model import CONFIGS, GPT, next_char_loss
 
 H200_DATASHEET_TFLOPS = 989.0  # dense bf16, the vendor's figure (the same chip as the H100 SXM)
 
@@ -75,8 +75,7 @@ def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
           dtype: torch.dtype) -> torch.Tensor:
     with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
         logits = model(x)
-    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
-                                             y.reshape(-1))
+    return next_char_loss(logits, y)
 
 
 def bf16_agrees(config: str, batch: int, device: torch.device) -> dict[str, Any]:

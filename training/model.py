@@ -40,6 +40,12 @@ CONFIGS: dict[str, ModelConfig] = {
 }
 
 
+def next_char_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of next-character logits (B, T, vocab) against targets (B, T),
+    computed in float32 whatever the logits' precision."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias, as in nanoGPT (parameter names must match)."""
 

@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from transcend.engine.files import write_atomic
 from transcend.engine.transcript import GAME_START, STOI, decode, encode
-from transcend.training.model import CONFIGS, GPT, ModelConfig
+from transcend.training.model import CONFIGS, GPT, ModelConfig, next_char_loss
 
 GAME_START_ID = STOI[GAME_START]
 SPACE_ID = STOI[" "]
@@ -358,8 +358,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 x, y = val_windows.batch(rng, cfg.batch_size)
                 with autocast:
                     logits = raw_model(x.to(device))
-                losses.append(torch.nn.functional.cross_entropy(
-                    logits.float().reshape(-1, logits.size(-1)), y.to(device).reshape(-1)).item())
+                losses.append(next_char_loss(logits, y.to(device)).item())
         raw_model.train()
         return float(np.mean(losses))
 
@@ -447,8 +446,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 with sync:
                     with autocast:
                         logits = model(x)
-                        loss = torch.nn.functional.cross_entropy(
-                            logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+                        loss = next_char_loss(logits, y)
                     scaler.scale(loss / cfg.grad_accum).backward()
                 loss_sum += loss.item()
             loss_value = loss_sum / cfg.grad_accum
