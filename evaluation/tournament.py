@@ -224,7 +224,7 @@ class EngineSlot:
             return
         if not protocol.returncode.done():  # once reaped, its pid may belong to another
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(transport.get_pid(), signal.SIGKILL)
+                _kill_tree(transport)
         # Wait for the exit to be reaped, so no process outlives the event loop.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(protocol.returncode), 5.0)
@@ -235,6 +235,16 @@ class EngineSlot:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.protocol.quit(), 2.0)
         await self.kill()
+
+
+def _kill_tree(transport: asyncio.SubprocessTransport) -> None:
+    """Kill an engine's process group (the engine and any process it started); on Windows,
+    which has no process groups to signal, the engine's process alone."""
+    killpg = getattr(os, "killpg", None)
+    if killpg is None:
+        transport.kill()
+    else:
+        killpg(transport.get_pid(), signal.SIGKILL)
 
 
 @dataclass

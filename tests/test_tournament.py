@@ -111,6 +111,28 @@ def test_hung_engine_loses_on_time_and_is_restarted(tmp_path: Path) -> None:
     assert running(marker) == []
 
 
+def test_engine_is_killed_without_process_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on Windows, where os.killpg does not exist: the engine's own process is killed."""
+    import asyncio
+
+    import chess.engine
+
+    from transcend.evaluation import tournament
+
+    monkeypatch.delattr("os.killpg")
+
+    async def kill_a_sleeper() -> int:
+        transport, protocol = await chess.engine.UciProtocol.popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"], setpgrp=True)
+        try:
+            tournament._kill_tree(transport)
+            return await asyncio.wait_for(protocol.returncode, 10)
+        finally:
+            transport.close()
+
+    assert asyncio.run(kill_a_sleeper()) != 0
+
+
 def test_engine_that_never_completes_the_handshake_is_one_clear_error() -> None:
     with pytest.raises(ValueError, match="did not complete the UCI handshake"):
         run_tournament([fake("deaf", "--mode nouci")], ["random"], 1,
