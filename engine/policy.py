@@ -68,6 +68,9 @@ CHARS_PER_PLY = 7
 # The cache buffer grows in steps of this many positions: each growth copies the cache once,
 # and every call reads the spare positions too (masked), so neither cost is large.
 CACHE_CHUNK = 128
+# Copying a cached position costs about as much as this many new tokens attending to it (one
+# thread reads about 16 GB/s; attention runs at about 100 GFLOP/s here).
+SPARE_READS_PER_COPY = 25
 
 
 class ModelError(ValueError):
@@ -482,7 +485,12 @@ class Policy:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Logits and new keys and values of ``ids`` run after the first ``cached`` tokens of the
         cache, with ``new_mask`` saying which new tokens each new token attends to."""
-        t, capacity = len(ids), self._cache.shape[4]
+        t, cache = len(ids), self._cache
+        if t * (cache.shape[4] - cached) > SPARE_READS_PER_COPY * cached:
+            # Many new tokens and few cached ones (a window shift rebuilds the cache): every new
+            # token would read every spare position, dearer than copying the cached ones.
+            cache = np.ascontiguousarray(cache[..., :cached, :])
+        capacity = cache.shape[4]
         mask = np.zeros((t, capacity + t), dtype=bool)
         mask[:, :cached] = True
         mask[:, capacity:] = new_mask
@@ -492,7 +500,7 @@ class Policy:
                 "input_ids": ids[None],
                 "position_ids": positions[None],
                 "attention_mask": mask[None],
-                **cache_feed(self._cache),
+                **cache_feed(cache),
             },
         )
         return logits[0], new_kv
