@@ -69,6 +69,11 @@ def test_in_place_keeps_the_original(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (tmp_path / "m.onnx.format1").read_bytes() == original
     assert read_metadata(model)["transcend_format"] == MODEL_FORMAT
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.format1"]
+    # A second file of the same name is not converted over the first one's backup.
+    shutil.copy(DATA / FORMAT1[1], model)
+    code, err = cli(["upgrade-model", str(model)], capsys)
+    assert code == 1 and "m.onnx.format1 exists already" in err
+    assert (tmp_path / "m.onnx.format1").read_bytes() == original
 
 
 def test_engine_refuses_format_1_naming_the_fix() -> None:

@@ -141,6 +141,8 @@ def upgrade_command(source: Path, out: Path | None) -> None:
     target = out or source
     if target.resolve() == source.resolve():
         backup = source.with_name(source.name + ".format1")
+        if backup.exists():
+            raise click.ClickException(f"{backup} exists already; move it, or pass --out")
         worst = upgrade(source, target.with_name(target.name + ".new"))
         source.replace(backup)
         target.with_name(target.name + ".new").replace(target)
