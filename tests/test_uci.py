@@ -278,7 +278,10 @@ def test_end_of_input_finishes_a_pending_search(tiny_onnx: Path) -> None:
 def test_missing_and_corrupt_models_still_speak_uci(tiny_onnx: Path, tmp_path: Path) -> None:
     corrupt = tmp_path / "broken.onnx"
     corrupt.write_bytes(b"\x08\x07this is not a model" * 50)
-    for path, message in ((tmp_path / "none.onnx", "no model file"), (corrupt, "")):
+    old = Path(__file__).parent / "fixtures" / "format1-bias.onnx"
+    for path, message in ((tmp_path / "none.onnx", "no model file"), (corrupt, ""),
+                          (old, "format 1; this engine reads format 2: convert it with "
+                                f"`transcend upgrade-model {old}`")):
         engine = Raw("--model", str(path))
         engine.send("uci")
         engine.until("uciok")
