@@ -5,7 +5,7 @@ distribution that MultiPV and the `move` mode need, but a sampled move needs far
 runs the new prompt characters and one node per distinct first character, which gives the
 logits for the first two characters; one more call, over the moves that share those two (a
 small subtree, run as a tree like the whole one), is needed only when there are several. For a
-large model this costs about half of the one big call.
+large model this costs well under half of the one big call (`paper-50m`: 24 against 58 ms).
 
 Both ways draw a single uniform number ``u`` and walk the moves in the trie's depth-first order
 (:attr:`MoveTrie.order`): flat, as an inverse CDF over the moves' exact probabilities; here,
