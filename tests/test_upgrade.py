@@ -12,6 +12,7 @@ import chess
 import numpy as np
 import pytest
 from cli_helpers import cli
+from test_policy import full_logits
 
 from transcend.engine.policy import MODEL_FORMAT, ModelError, Policy, read_metadata
 from transcend.engine.transcript import encode
@@ -19,18 +20,6 @@ from transcend.training.upgrade import format1_logits
 
 DATA = Path(__file__).parent / "fixtures"
 FORMAT1 = ["format1-bias.onnx", "format1-fp16.onnx"]
-
-
-def full_pass(policy: Policy, ids: np.ndarray) -> np.ndarray:
-    """Logits of ``ids`` (1, T) from the policy's file, one causal pass, empty cache."""
-    from transcend.engine.policy import cache_feed
-
-    i, t = policy.info, ids.shape[1]
-    empty = np.zeros((i.n_layer, 2, 1, i.n_head, 0, i.head_dim), np.float32)
-    logits, _ = policy.session.run(None, {  # type: ignore[attr-defined]
-        "input_ids": ids, "position_ids": np.arange(t)[None],
-        "attention_mask": np.tril(np.ones((t, t), bool))[None], **cache_feed(empty)})
-    return logits
 
 
 @pytest.mark.parametrize("name", FORMAT1)
@@ -45,9 +34,10 @@ def test_upgraded_file_has_the_same_model(name: str, tmp_path: Path,
     # Everything else the file says about itself is kept.
     assert {k: v for k, v in old_meta.items() if k != "transcend_format"} == \
         {k: v for k, v in new_meta.items() if k != "transcend_format"}
-    ids = encode(";1.e4 e5 2.Nf3 Nc6 3.Bb5 a6 4.")[None].astype(np.int64)
+    text = ";1.e4 e5 2.Nf3 Nc6 3.Bb5 a6 4."
     policy = Policy(out, device="cpu", threads=1)
-    assert np.abs(full_pass(policy, ids) - format1_logits(source, ids)).max() < 1e-5
+    old = format1_logits(source, encode(text)[None].astype(np.int64), old_meta)[0]
+    assert np.abs(full_logits(policy, text) - old).max() < 1e-5
     # And the engine plays with it (a window of 64 characters: the cache stays inside it).
     board = chess.Board()
     rng = np.random.default_rng(0)

@@ -32,8 +32,8 @@ def _constants(proto) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
     return values
 
 
-def model_from_onnx(path: Path) -> tuple[GPT, dict[str, str]]:
-    """The model whose weights ``path`` holds, and its metadata.
+def model_from_onnx(path: Path, meta: dict[str, str]) -> GPT:
+    """The model whose weights ``path`` holds; ``meta`` is the file's metadata.
 
     Weights are found by the graph's structure, not by their names (the exporter renames and
     merges equal constants): the layer norms and the weighted matrix products in graph order,
@@ -41,7 +41,6 @@ def model_from_onnx(path: Path) -> tuple[GPT, dict[str, str]]:
     """
     import onnx
 
-    meta = read_metadata(path)
     try:
         fields = ModelConfig.__dataclass_fields__
         config = ModelConfig(**{k: v for k, v in json.loads(meta["config"]).items()
@@ -86,14 +85,14 @@ def model_from_onnx(path: Path) -> tuple[GPT, dict[str, str]]:
                                for k in state})
     except RuntimeError as exc:
         raise ModelError(f"{path}: weights of unexpected shapes ({str(exc)[:200]})") from None
-    return model.eval(), meta
+    return model.eval()
 
 
-def format1_logits(path: Path, ids: np.ndarray) -> np.ndarray:
-    """Logits of ``ids`` (B, T) from a format-1 file, in one pass from an empty cache."""
+def format1_logits(path: Path, ids: np.ndarray, meta: dict[str, str]) -> np.ndarray:
+    """Logits of ``ids`` (B, T) from a format-1 file whose metadata is ``meta``, in one pass
+    from an empty cache."""
     import onnxruntime as ort
 
-    meta = read_metadata(path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     b, t = ids.shape
     empty = np.zeros((int(meta["n_layer"]), 2, b, int(meta["n_head"]), 0,
@@ -115,11 +114,11 @@ def upgrade(source: Path, out: Path) -> float:
     if version != "1" or "vocab" not in meta:
         raise ModelError(f"{source} is not a transcend model of format 1 "
                          f"(transcend_format {version or 'missing'})")
-    model, meta = model_from_onnx(source)
+    model = model_from_onnx(source, meta)
     ids = np.random.default_rng(0).integers(0, model.config.vocab_size, (2, 64))
     with torch.no_grad():
         ours = model(torch.from_numpy(ids)).numpy()
-    worst = float(np.abs(format1_logits(source, ids) - ours).max())
+    worst = float(np.abs(format1_logits(source, ids, meta) - ours).max())
     if worst > PARITY_TOLERANCE:
         raise ModelError(f"{source}: the weights read back differ from the file's model by "
                          f"{worst:.1e}; not converted")
