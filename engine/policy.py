@@ -148,6 +148,14 @@ class MoveScores:
         p = self.probabilities(temperature, mode)
         return dict(zip(self.trie.moves, p.tolist(), strict=True))
 
+    def log_probs(self) -> dict[chess.Move, float]:
+        """Each move's untempered log-probability of its text with its terminator, not
+        renormalised over the moves (empty when there is no move)."""
+        if not self.trie.moves:
+            return {}
+        logp = move_log_probs(self.rows, self.trie)
+        return dict(zip(self.trie.moves, logp.tolist(), strict=True))
+
 
 @dataclass
 class Choice:
@@ -612,9 +620,7 @@ class Policy:
     ) -> dict[chess.Move, float]:
         """The model's untempered log-probability of each legal move's text (with its
         terminator), not renormalised over the legal moves."""
-        scores = self.score(board, moves)
-        logp = move_log_probs(scores.rows, scores.trie).tolist() if scores.trie.moves else []
-        return dict(zip(scores.trie.moves, logp, strict=True))
+        return self.score(board, moves).log_probs()
 
     def choose(
         self,
