@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "transcend.training.upgrade:upgrade_command",
         "Convert a model file of an older format to the engine's.",
     ),
+    "probe": (
+        "transcend.training.probe:probe_command",
+        "How well each layer knows the board: linear probes.",
+    ),
     "plot": ("transcend.training.plot:plot_command", "Plot the training curves of a run."),
     "tournament": (
         "transcend.evaluation.tournament:tournament_command",

@@ -49,6 +49,9 @@ class Run:
     arm: str
     config: str
     keep: list[int]
+    # Board supervision (`train --board-loss`): 0 is the paper's objective.
+    board_loss: float = 0.0
+    board_at: str = "moves"
 
 
 @dataclass
@@ -96,6 +99,14 @@ PRESETS: dict[str, FrontierPreset] = {
         runs=[Run("eps0.4-small", "eps0.4", "small", [M // 2, M, 2 * M, 4 * M, 8 * M]),
               Run("eps0.4-mini", "eps0.4", "mini", [M // 2, M, 2 * M]),
               Run("eps0.2-small", "eps0.2", "small", [M // 2, M, 2 * M])],
+        schedule_tokens=8 * M),
+    # Board supervision against the paper's objective: `small` on the eps0.4 arm, with and
+    # without the board loss, on the full preset's data, positions and schedule.
+    "board": FrontierPreset(
+        arms=[Arm("eps0.4", experts_with_noise(0.4), 12_000)],
+        runs=[Run("eps0.4-small", "eps0.4", "small", [2 * M, 4 * M, 8 * M]),
+              Run("eps0.4-small-board", "eps0.4", "small", [2 * M, 4 * M, 8 * M],
+                  board_loss=1.0, board_at="all")],
         schedule_tokens=8 * M),
 }
 
@@ -196,7 +207,8 @@ def run_config(p: FrontierPreset, lay: Layout, run: Run, seed: int, threads: int
         batch_size=p.batch_size, lr=p.lr, min_lr=p.min_lr, warmup_steps=p.warmup_steps,
         max_tokens=max(run.keep), schedule_tokens=p.schedule_tokens, keep_at=tuple(run.keep),
         eval_interval=p.eval_interval, legal_interval=0, checkpoint_interval=25, seed=seed,
-        threads=threads, progress=sys.stderr.isatty())
+        threads=threads, progress=sys.stderr.isatty(), board_loss=run.board_loss,
+        board_at=run.board_at)
 
 
 def stage_train(p: FrontierPreset, lay: Layout, runs: Sequence[Run], seed: int,

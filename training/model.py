@@ -46,6 +46,14 @@ def next_char_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
 
 
+def board_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of board logits (N, 64, classes) against targets (N, 64), in
+    float32; 0 when there is no target."""
+    if targets.numel() == 0:
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias, as in nanoGPT (parameter names must match)."""
 
@@ -163,16 +171,24 @@ class GPT(nn.Module):
         """Parameters, counting the tied embedding once (position embeddings included)."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, vocab) for a batch of windows starting at position 0."""
+    def hidden_states(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """The residual stream (B, T, n_embd) of a batch of windows starting at position 0:
+        after the embeddings (index 0), then after each block (index i for block i)."""
         _, t = idx.shape
         if t > self.config.block_size:
             raise ValueError(f"sequence of {t} tokens exceeds block size {self.config.block_size}")
         pos = torch.arange(t, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        states = [self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))]
         for block in self.transformer.h:
-            x = block(x)
-        return self.lm_head(self.transformer.ln_f(x))
+            states.append(block(states[-1]))
+        return states
+
+    def logits(self, last_state: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.transformer.ln_f(last_state))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, vocab) for a batch of windows starting at position 0."""
+        return self.logits(self.hidden_states(idx)[-1])
 
     def forward_cached(
         self,
@@ -199,23 +215,58 @@ class GPT(nn.Module):
             x = x + a
             x = x + block.mlp(block.ln_2(x))
             new.append(torch.stack([k, v]))
-        logits = self.lm_head(self.transformer.ln_f(x))
-        return logits, torch.stack(new)
+        return self.logits(x), torch.stack(new)
 
     def configure_optimizer(
         self, lr: float, weight_decay: float, betas: tuple[float, float], device_type: str
     ) -> torch.optim.Optimizer:
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device_type == "cuda")
+        return configure_optimizer(self, lr, weight_decay, betas, device_type)
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token (forward and backward), as in the PaLM appendix."""
         c = self.config
         n = self.num_params() - self.transformer.wpe.weight.numel()
         return 6 * n + 12 * c.n_layer * c.n_embd * c.block_size
+
+
+def configure_optimizer(module: nn.Module, lr: float, weight_decay: float,
+                        betas: tuple[float, float], device_type: str) -> torch.optim.Optimizer:
+    """AdamW with weight decay on the matrices (2-D parameters) and none on gains and biases."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device_type == "cuda")
+
+
+def default_board_layer(n_layer: int) -> int:
+    """Two thirds of the way up the stack: the blocks above it can use the board."""
+    return max(1, round(2 * n_layer / 3))
+
+
+class BoardSupervised(nn.Module):
+    """A GPT with a linear board head on the residual stream after block ``layer`` (0: the
+    embeddings), for training alone: export writes the GPT without it.
+
+    ``forward`` returns the next-character logits (B, T, vocab) and the head's logits
+    (N, 64, classes) at the N positions where ``where`` (B, T) is true.
+    """
+
+    def __init__(self, gpt: GPT, layer: int, squares: int = 64, classes: int = 13) -> None:
+        super().__init__()
+        if not 0 <= layer <= gpt.config.n_layer:
+            raise ValueError(f"board layer {layer}: the model has layers 0-{gpt.config.n_layer}")
+        self.gpt = gpt
+        self.layer = layer
+        self.squares, self.classes = squares, classes
+        self.head = nn.Linear(gpt.config.n_embd, squares * classes)
+        nn.init.normal_(self.head.weight, mean=0.0, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, idx: torch.Tensor, where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        states = self.gpt.hidden_states(idx)
+        board = self.head(states[self.layer][where])
+        return self.gpt.logits(states[-1]), board.view(-1, self.squares, self.classes)

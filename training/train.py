@@ -26,7 +26,17 @@ import torch.distributed as dist
 
 from transcend.engine.files import write_atomic
 from transcend.engine.transcript import GAME_START, STOI, decode, encode
-from transcend.training.model import CONFIGS, GPT, ModelConfig, next_char_loss
+from transcend.training.board import BOARD_AT, IGNORE, BoardTargets
+from transcend.training.model import (
+    CONFIGS,
+    GPT,
+    BoardSupervised,
+    ModelConfig,
+    board_loss,
+    configure_optimizer,
+    default_board_layer,
+    next_char_loss,
+)
 
 GAME_START_ID = STOI[GAME_START]
 SPACE_ID = STOI[" "]
@@ -69,6 +79,12 @@ class TrainConfig:
     threads: int = 0
     compile: bool = False
     progress: bool = True
+    # Board supervision: this weight times the board cross-entropy of a linear head on the
+    # residual stream after block ``board_layer`` (-1: two thirds up), at the characters
+    # ``board_at`` names (training/board.py). 0 is the paper's objective.
+    board_loss: float = 0.0
+    board_layer: int = -1
+    board_at: str = "moves"
     model_overrides: dict[str, int] = field(default_factory=dict)
 
     def command_args(self) -> list[str]:
@@ -95,6 +111,9 @@ class TrainConfig:
             args += ["--block-size", str(self.model_overrides["block_size"])]
         if set(self.model_overrides) - {"block_size"}:
             raise ValueError("only block_size can be overridden from the command line")
+        if self.board_loss:
+            args += ["--board-loss", repr(self.board_loss), "--board-layer",
+                     str(self.board_layer), "--board-at", self.board_at]
         if self.compile:
             args.append("--compile")
         if not self.progress:
@@ -148,7 +167,8 @@ class TokenWindows:
         hits = np.flatnonzero((chunk[:-1] == SPACE_ID) & np.isin(chunk[1:], DIGIT_IDS))
         return pos + int(hits[0]) + 1 if len(hits) else None
 
-    def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, rng: np.random.Generator, batch_size: int) -> list[int]:
+        """Where each window of a batch starts."""
         starts = []
         for _ in range(batch_size):
             start = None
@@ -157,9 +177,16 @@ class TokenWindows:
             if start is None:
                 start = int(self.game_starts[int(rng.integers(len(self.game_starts)))])
             starts.append(start)
+        return starts
+
+    def rows(self, starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and next-character targets (B, block) of the windows at ``starts``."""
         rows = np.stack([self.tokens[s : s + self.block + 1] for s in starts]).astype(np.int64)
         xy = torch.from_numpy(rows)
         return xy[:, :-1], xy[:, 1:]
+
+    def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.rows(self.draw(rng, batch_size))
 
 
 def batch_rng(seed: int, rank: int, step: int, micro: int) -> np.random.Generator:
@@ -320,13 +347,34 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     torch.manual_seed(cfg.seed)
     model = GPT(model_cfg).to(device)
-    optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2),
-                                          device.type)
+    supervised: BoardSupervised | None = None
+    train_boards = val_boards = None
+    if cfg.board_loss:
+        if cfg.board_at not in BOARD_AT:
+            raise click.UsageError(f"--board-at {cfg.board_at!r}: one of {', '.join(BOARD_AT)}")
+        if cfg.board_layer < 0:
+            cfg.board_layer = default_board_layer(model_cfg.n_layer)
+        if cfg.board_layer > model_cfg.n_layer:
+            raise click.UsageError(f"--board-layer {cfg.board_layer}: the model has layers "
+                                   f"0-{model_cfg.n_layer} (0: the embeddings)")
+        supervised = BoardSupervised(model, cfg.board_layer).to(device)
+        train_boards = BoardTargets(train_windows.tokens, cfg.board_at)
+        if not train_boards.any_replays():
+            raise click.ClickException(
+                f"--board-loss: no game in {data / 'train.bin'} replays as chess, so there are "
+                "no board targets; train without --board-loss")
+        if val_windows is not None:
+            val_boards = BoardTargets(val_windows.tokens, cfg.board_at)
+    trained: torch.nn.Module = supervised or model
+    optimizer = configure_optimizer(trained, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2),
+                                    device.type)
     step, tokens_seen, elapsed = 0, 0, 0.0
     metrics_path = out / "metrics.jsonl"
     best_val = float("inf")
     if state:
         model.load_state_dict(state["model"])
+        if supervised is not None:
+            supervised.head.load_state_dict(state["board_head"])
         optimizer.load_state_dict(state["optimizer"])
         step, tokens_seen = state["step"], state["tokens"]
         elapsed = state.get("elapsed", 0.0)
@@ -340,33 +388,53 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                       else total_steps or 10**9)
     raw_model = model
     if cfg.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
+        trained = torch.compile(trained)  # type: ignore[assignment]
     if ddp:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        trained = torch.nn.parallel.DistributedDataParallel(
+            trained, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32
                 else contextlib.nullcontext())
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
 
-    def evaluate() -> float:
+    def losses(windows: TokenWindows, boards: BoardTargets | None, rng: np.random.Generator,
+               module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next-character loss of one batch, and its board loss when supervised."""
+        starts = windows.draw(rng, cfg.batch_size)
+        x, y = windows.rows(starts)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if boards is None:
+            with autocast:
+                return next_char_loss(module(x), y), None
+        targets = torch.from_numpy(boards.batch(starts, x.shape[1])).to(device)
+        where = targets[..., 0] != IGNORE
+        with autocast:
+            logits, board_logits = module(x, where)
+            return next_char_loss(logits, y), board_loss(board_logits, targets[where])
+
+    def evaluate() -> dict[str, float]:
         assert val_windows is not None
-        raw_model.eval()
-        losses = []
+        module = supervised or raw_model
+        module.eval()
+        chars, boards = [], []
         rng = np.random.default_rng([cfg.seed, 999_999])  # the same windows every time
         with torch.no_grad():
             for _ in range(cfg.eval_batches):
-                x, y = val_windows.batch(rng, cfg.batch_size)
-                with autocast:
-                    logits = raw_model(x.to(device))
-                losses.append(next_char_loss(logits, y.to(device)).item())
-        raw_model.train()
-        return float(np.mean(losses))
+                char, board = losses(val_windows, val_boards if supervised else None, rng,
+                                     module)
+                chars.append(char.item())
+                if board is not None:
+                    boards.append(board.item())
+        module.train()
+        result = {"val_loss": float(np.mean(chars))}
+        if boards:
+            result["val_board_loss"] = float(np.mean(boards))
+        return result
 
     last: dict[str, Any] = {}
 
     def evaluate_and_log(with_legal: bool) -> None:
         nonlocal best_val
-        record: dict[str, Any] = {"step": step, "tokens": tokens_seen, "val_loss": evaluate()}
+        record: dict[str, Any] = {"step": step, "tokens": tokens_seen, **evaluate()}
         if with_legal and master:
             record["legal_rate"] = greedy_legal_rate(
                 raw_model, val_windows, cfg.legal_positions, device, cfg.seed)
@@ -384,7 +452,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 "processor": platform.processor() or platform.machine(),
                 "threads": torch.get_num_threads(), "config": cfg.config,
                 "n_params": raw_model.num_params(), "val_loss": last.get("val_loss"),
-                "legal_rate": last.get("legal_rate")}
+                "legal_rate": last.get("legal_rate"), **board_summary()}
+
+    def board_summary() -> dict[str, Any]:
+        if supervised is None or train_boards is None:
+            return {}
+        return {"board_loss": cfg.board_loss, "board_layer": cfg.board_layer,
+                "board_at": cfg.board_at, "val_board_loss": last.get("val_board_loss"),
+                "board_games_replayed": train_boards.replayed,
+                "board_games_skipped": train_boards.failed}
 
     def save(path: Path = ckpt_path) -> None:
         if not master:
@@ -396,6 +472,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "data": {**manifest, "path": str(data)},
             "summary": summary(),
         }
+        if supervised is not None:
+            payload["board_head"] = supervised.head.state_dict()
         write_atomic(path, _checkpoint_bytes(payload))
 
     def log(record: dict[str, Any]) -> None:
@@ -421,7 +499,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         bar = tqdm(total=total_steps or None, initial=step, unit="step", dynamic_ncols=True)
     start_time = time.time() - elapsed
     window_start, window_tokens = time.time(), 0
-    model.train()
+    trained.train()
     try:
         while True:
             elapsed = time.time() - start_time
@@ -436,27 +514,26 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             lr = learning_rate(cfg, step, schedule_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum = 0.0
+            loss_sum = board_sum = 0.0
             for micro in range(cfg.grad_accum):
                 rng = batch_rng(cfg.seed, rank, step, micro)
-                x, y = train_windows.batch(rng, cfg.batch_size)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 sync = (contextlib.nullcontext() if not ddp or micro == cfg.grad_accum - 1
-                        else model.no_sync())
+                        else trained.no_sync())
                 with sync:
-                    with autocast:
-                        logits = model(x)
-                        loss = next_char_loss(logits, y)
-                    scaler.scale(loss / cfg.grad_accum).backward()
+                    loss, board = losses(train_windows, train_boards, rng, trained)
+                    total = loss if board is None else loss + cfg.board_loss * board
+                    scaler.scale(total / cfg.grad_accum).backward()
                 loss_sum += loss.item()
+                board_sum += board.item() if board is not None else 0.0
             loss_value = loss_sum / cfg.grad_accum
-            if not math.isfinite(loss_value):
+            board_value = board_sum / cfg.grad_accum
+            if not math.isfinite(loss_value + board_value):
                 raise TrainingStopped(
                     f"loss became {loss_value} at step {step}; the last good checkpoint "
                     f"({ckpt_path}) is kept. Try a lower --lr or --dtype fp32.")
             if cfg.grad_clip:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trained.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -467,10 +544,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 now = time.time()
                 tps = window_tokens / max(now - window_start, 1e-9)
                 window_start, window_tokens = now, 0
-                log({"step": step, "tokens": tokens_seen, "loss": loss_value, "lr": lr,
-                     "tokens_per_s": tps, "elapsed_s": time.time() - start_time})
+                board_fields = {"board_loss": board_value} if supervised is not None else {}
+                log({"step": step, "tokens": tokens_seen, "loss": loss_value, **board_fields,
+                     "lr": lr, "tokens_per_s": tps, "elapsed_s": time.time() - start_time})
                 if bar is not None:
-                    bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tps:,.0f}")
+                    shown = {"loss": f"{loss_value:.3f}"}
+                    if board_fields:
+                        shown["board"] = f"{board_value:.3f}"
+                    bar.set_postfix(**shown, tok_s=f"{tps:,.0f}")
             if bar is not None:
                 bar.update(1)
             if val_windows is not None and step % cfg.eval_interval == 0:
@@ -545,6 +626,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads (0: all).")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
+@click.option("--board-loss", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Add this weight times the cross-entropy of a linear board head (what stands "
+                   "on each square, read by replaying the games); 0 is the paper's objective.")
+@click.option("--board-layer", type=click.IntRange(min=-1), default=-1, show_default=True,
+              help="The block whose output the board head reads (0: the embeddings; "
+                   "-1: two thirds up the stack).")
+@click.option("--board-at", type=click.Choice(BOARD_AT), default="moves", show_default=True,
+              help="moves: supervise the board where the model decides a move; all: at every "
+                   "character (the board after the last complete move).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(data: Path | None, out: Path, config_name: str, resume: bool, batch_size: int,
                   grad_accum: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int,
@@ -553,7 +643,8 @@ def train_command(data: Path | None, out: Path, config_name: str, resume: bool, 
                   block_size: int | None, mid_game_share: float, eval_interval: int,
                   eval_batches: int, legal_interval: int, legal_positions: int,
                   checkpoint_interval: int, keep_at: str, seed: int,
-                  dtype: str, device: str, threads: int, use_compile: bool, quiet: bool) -> None:
+                  dtype: str, device: str, threads: int, use_compile: bool, board_loss: float,
+                  board_layer: int, board_at: str, quiet: bool) -> None:
     """Train a model on prepared data (see `transcend data prepare`)."""
     if data is None and not resume:
         raise click.UsageError("--data is required (except with --resume)")
@@ -573,6 +664,7 @@ def train_command(data: Path | None, out: Path, config_name: str, resume: bool, 
         keep_at=parse_token_counts(keep_at) if keep_at else (), seed=seed, dtype=dtype,
         device=device, threads=threads, compile=use_compile, progress=not quiet,
         model_overrides={"block_size": block_size} if block_size else {},
+        board_loss=board_loss, board_layer=board_layer, board_at=board_at,
     )
     try:
         result = train(cfg, resume=resume)
