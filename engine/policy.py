@@ -513,6 +513,19 @@ class Policy:
         )
         return logits[0], new_kv
 
+    def text_logits(self, text: str) -> np.ndarray:
+        """Next-character logits (T, vocab) of every character of ``text``, in one causal pass
+        from an empty cache: the plain reading of the graph, leaving the engine's cache alone."""
+        info = self.info
+        ids = encode(text).astype(np.int64)[None]
+        n = ids.shape[1]
+        empty = np.zeros((info.n_layer, 2, 1, info.n_head, 0, info.head_dim), np.float32)
+        logits, _ = self.session.run(None, {  # type: ignore[attr-defined]
+            "input_ids": ids, "position_ids": np.arange(n)[None],
+            "attention_mask": np.tril(np.ones((n, n), bool))[None], **cache_feed(empty),
+        })
+        return logits[0]
+
     def _reserve(self, size: int) -> None:
         """Room in the cache buffer for ``size`` tokens, keeping the cached ones."""
         capacity = self._cache.shape[4]

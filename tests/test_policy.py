@@ -14,12 +14,11 @@ from transcend.engine import policy as policy_module
 from transcend.engine.policy import (
     ModelError,
     Policy,
-    cache_feed,
     default_model_path,
     read_metadata,
     read_model_info,
 )
-from transcend.engine.transcript import STOI, VOCAB, encode
+from transcend.engine.transcript import STOI, VOCAB
 
 CASTLING_FEN = "r3k2r/pppqppbp/2np1np1/8/8/2NP1NP1/PPPQPPBP/R3K2R w KQkq - 0 9"
 
@@ -31,15 +30,7 @@ def policy(tiny_onnx: Path) -> Policy:
 
 def full_logits(policy: Policy, text: str) -> np.ndarray:
     """Logits of a whole text in one causal pass with an empty cache: no tree, no reuse."""
-    info = policy.info
-    ids = encode(text).astype(np.int64)[None]
-    n = ids.shape[1]
-    empty = np.zeros((info.n_layer, 2, 1, info.n_head, 0, info.head_dim), np.float32)
-    logits, _ = policy.session.run(None, {
-        "input_ids": ids, "position_ids": np.arange(n)[None],
-        "attention_mask": np.tril(np.ones((n, n), bool))[None], **cache_feed(empty),
-    })
-    return logits[0].astype(np.float64)
+    return policy.text_logits(text).astype(np.float64)
 
 
 def reference(policy: Policy, board: chess.Board, temperature: float, mode: str) -> dict:

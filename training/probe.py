@@ -22,6 +22,7 @@ import chess
 import click
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from transcend.engine.files import write_atomic, write_figure
 from transcend.engine.transcript import GAME_START, encode
@@ -29,10 +30,20 @@ from transcend.training.board import CLASSES, SQUARES, GameBoards, board_classes
 from transcend.training.model import GPT
 
 PLY_BINS = ((0, 10), (11, 20), (21, 40), (41, None))
-RIDGE = 1e-2  # relative to the mean feature variance: a light hold on rare directions
-METHOD = ("ridge least squares of one-hot classes (13 per square, relative to the side to "
-          "move) on the residual stream, class by argmax; fitted on some games' positions, "
-          "scored on other games'")
+PROBE_STEPS = 60  # L-BFGS iterations: the fit has converged to about 0.1% accuracy by then
+L2 = 1e-4
+MAX_FIT_POSITIONS = 10_000  # a sample of the fitting games' positions: the fit's cost
+METHOD = ("multinomial logistic regression per square (13 classes relative to the side to "
+          "move) on the standardised residual stream, full-batch L-BFGS; fitted on some games' "
+          "positions, scored on other games'")
+
+
+@dataclass
+class Probe:
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray  # (d, 64 * classes)
+    bias: np.ndarray  # (64, classes)
 
 
 @dataclass
@@ -47,17 +58,39 @@ class ProbeData:
 
 def load_probe_model(path: Path) -> GPT:
     """A model with hidden states: a training run folder, its ``ckpt.pt`` or a kept snapshot,
-    or a nanoGPT checkpoint."""
+    a nanoGPT checkpoint, or an exported model whose weights read back from its graph (checked
+    against the file's own logits)."""
     from transcend.training.export import CheckpointError, load_checkpoint
 
     if path.suffix == ".onnx":
-        raise click.UsageError(
-            f"{path} is an ONNX model, which gives no hidden states to probe; pass the "
-            "training run folder or its ckpt.pt (or a nanoGPT ckpt.pt) instead")
+        return _model_of_onnx(path)
     try:
         model, _ = load_checkpoint(path)
     except (FileNotFoundError, CheckpointError) as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.ClickException(str(exc)) from None
+    return model
+
+
+def _model_of_onnx(path: Path) -> GPT:
+    from transcend.engine.policy import ModelError, Policy, read_metadata
+    from transcend.training.upgrade import model_from_onnx
+
+    instead = "pass its training run folder or checkpoint (ckpt.pt) instead"
+    try:
+        meta = read_metadata(path)
+        model = model_from_onnx(path, meta)
+        policy = Policy(path, threads=1)
+    except (ModelError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise click.ClickException(f"{path}: its weights cannot be read back ({reason}); "
+                                   f"{instead}") from None
+    text = GAME_START + "1.e4 e5 2.Nf3 Nc6 3.Bb5 a6 4."
+    ids = encode(text).astype(np.int64)[None]
+    with torch.no_grad():
+        ours = model(torch.from_numpy(ids))[0].numpy()
+    if np.abs(ours - policy.text_logits(text)).max() > 1e-3:
+        raise click.ClickException(f"{path}: the weights read back from its graph do not "
+                                   f"reproduce its logits; {instead}")
     return model
 
 
@@ -105,23 +138,35 @@ def collect(model: GPT, boards: Sequence[GameBoards], texts: Sequence[str]) -> P
                      np.concatenate(plies), np.concatenate(games))
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, scale, weights) of the ridge probe from features (N, d) to classes (N, 64)."""
+def fit_probe(x: np.ndarray, y: np.ndarray, steps: int = PROBE_STEPS) -> Probe:
+    """A multinomial logistic probe per square from features (N, d) to classes (N, 64): full
+    batch L-BFGS on standardised features, from each square's class frequencies."""
     mean = x.mean(axis=0)
     scale = x.std(axis=0) + 1e-6
-    z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1), dtype=np.float32)], axis=1)
-    onehot = np.eye(CLASSES, dtype=np.float32)[y].reshape(len(y), SQUARES * CLASSES)
-    gram = z.T.astype(np.float64) @ z
-    ridge = RIDGE * len(z) * np.eye(len(gram))
-    ridge[-1, -1] = 0.0  # the intercept is not held
-    weights = np.linalg.solve(gram + ridge, z.T.astype(np.float64) @ onehot)
-    return mean, scale, weights.astype(np.float32)
+    z = torch.from_numpy((x - mean) / scale).float()
+    target = torch.from_numpy(y.astype(np.int64))
+    counts = np.stack([np.bincount(y[:, s], minlength=CLASSES) for s in range(SQUARES)])
+    bias = torch.tensor(np.log((counts + 1) / (counts + 1).sum(1, keepdims=True)),
+                        dtype=torch.float32).requires_grad_()
+    weights = torch.zeros(x.shape[1], SQUARES * CLASSES, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights, bias], max_iter=steps, history_size=10,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = (z @ weights).view(-1, SQUARES, CLASSES) + bias
+        loss = F.cross_entropy(logits.reshape(-1, CLASSES), target.reshape(-1))
+        loss = loss + L2 * weights.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return Probe(mean, scale, weights.detach().numpy(), bias.detach().numpy())
 
 
-def predict(probe: tuple[np.ndarray, np.ndarray, np.ndarray], x: np.ndarray) -> np.ndarray:
-    mean, scale, weights = probe
-    z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1), dtype=np.float32)], axis=1)
-    return (z @ weights).reshape(len(x), SQUARES, CLASSES).argmax(axis=2)
+def predict(probe: Probe, x: np.ndarray) -> np.ndarray:
+    z = (x - probe.mean) / probe.scale
+    return ((z @ probe.weights).reshape(len(x), SQUARES, CLASSES) + probe.bias).argmax(axis=2)
 
 
 def accuracies(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -147,6 +192,11 @@ def probe_model(model: GPT, pgns: Sequence[str], games: int = 400,
     test_games = max(1, round(len(boards) * test_share))
     test = data.games >= len(boards) - test_games
     fit = ~test
+    if fit.sum() > MAX_FIT_POSITIONS:
+        keep = np.random.default_rng(0).choice(np.flatnonzero(fit), MAX_FIT_POSITIONS,
+                                               replace=False)
+        fit = np.zeros_like(fit)
+        fit[keep] = True
     truth = data.targets[test].astype(np.int64)
     start = board_classes(chess.Board())
     majority = np.array([np.bincount(data.targets[fit][:, s], minlength=CLASSES).argmax()
