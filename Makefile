@@ -81,6 +81,7 @@ bench: $(STAMP) stockfish
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_board.py
 	$(BIN)/python benchmarks/bench_advantage.py
 	$(BIN)/python benchmarks/bench_tournament.py
 	$(BIN)/python benchmarks/bench_familiarity.py

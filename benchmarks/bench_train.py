@@ -2,7 +2,10 @@
 
 The bare loop is the least a trainer can do: the same model and optimizer on batches that are
 already in memory, with no data sampling, logging, evaluation or checkpoints. The ratio says
-what the real trainer's machinery costs (goal: at least 0.9).
+what the real trainer's machinery costs (goal: at least 0.9). The trainer with the board loss
+(`--board-loss 1 --board-at all`: the targets replayed from the games as batches are drawn, and
+the head's product and cross-entropy) is measured against the plain trainer (goal: at least
+0.9). The data are random legal games written as transcripts, so that every game replays.
 
     python benchmarks/bench_train.py [--config small] [--steps 12] [--quick]
 """
@@ -11,26 +14,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+import chess
 import torch
 
+from transcend.engine.transcript import encode, game_transcript
 from transcend.training.model import CONFIGS, GPT, next_char_loss
 from transcend.training.train import TrainConfig, pick_device, pick_dtype, train
 
 
-def make_data(path: Path, tokens: int) -> None:
-    """Random-but-valid-looking token streams: game starts every ~700 characters."""
-    rng = np.random.default_rng(0)
-    data = rng.integers(0, 32, size=tokens, dtype=np.uint8)
-    data[data == 15] = 0  # no stray ';'
-    data[:: 700] = 15
+def make_data(path: Path, games: int) -> None:
+    """Random legal games of up to 120 plies as a token stream."""
+    rng = random.Random(0)
+    texts = []
+    for _ in range(games):
+        board, sans = chess.Board(), []
+        while not board.is_game_over() and len(sans) < 120:
+            move = rng.choice(list(board.legal_moves))
+            sans.append(board.san(move))
+            board.push(move)
+        texts.append(game_transcript(sans))
     path.mkdir(parents=True, exist_ok=True)
-    data.tofile(path / "train.bin")
-    (path / "manifest.json").write_text(json.dumps({"max_rating": 1000}))
+    encode("".join(texts)).tofile(path / "train.bin")
+    (path / "manifest.json").write_text(json.dumps({"games": games}))
 
 
 def bare_loop(config: str, batch: int, steps: int, block: int, dtype: torch.dtype,
@@ -56,14 +66,15 @@ def bare_loop(config: str, batch: int, steps: int, block: int, dtype: torch.dtyp
     return steps * batch * block / (time.perf_counter() - start)
 
 
-def trainer(config: str, batch: int, steps: int, data: Path, out: Path) -> float:
+def trainer(config: str, batch: int, steps: int, data: Path, out: Path,
+            board_loss: float = 0.0) -> float:
     """Steady-state tokens/s of the real loop, as it logs them: the window from the end of
     step 1 to the end of step ``steps + 1`` (sampling, logging and the loop's checks included;
     the one-off start-up and the final checkpoint are not per-step costs)."""
     cfg = TrainConfig(data=str(data), out=str(out), config=config, batch_size=batch,
                       max_steps=steps + 1, log_interval=steps + 1, eval_interval=10**9,
                       legal_interval=0, checkpoint_interval=10**9, progress=False,
-                      warmup_steps=1)
+                      warmup_steps=1, board_loss=board_loss, board_at="all")
     train(cfg)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return next(r["tokens_per_s"] for r in records if r.get("step") == steps + 1)
@@ -85,14 +96,18 @@ def main() -> None:
     block = CONFIGS[args.config].block_size
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        make_data(data, 2_000_000)
+        make_data(data, 1500 if args.quick else 4000)
         bare = bare_loop(args.config, args.batch_size, args.steps, block, dtype, device)
         real = trainer(args.config, args.batch_size, args.steps, data, Path(tmp) / "run")
+        board = trainer(args.config, args.batch_size, args.steps, data, Path(tmp) / "board",
+                        board_loss=1.0)
     print(f"config {args.config}, batch {args.batch_size} x {block}, {args.steps} steps, "
           f"{torch.get_num_threads()} threads, {dtype} on {device}")
     print(f"| loop | tokens/s |\n|---|---|\n| bare loop | {bare:,.0f} |\n"
-          f"| transcend train | {real:,.0f} |")
+          f"| transcend train | {real:,.0f} |\n"
+          f"| transcend train --board-loss 1 --board-at all | {board:,.0f} |")
     print(f"ratio transcend train / bare loop: {real / bare:.2f} (goal >= 0.9)")
+    print(f"ratio with the board loss / without: {board / real:.2f} (goal >= 0.9)")
     if device.type == "cuda":
         flops = GPT(CONFIGS[args.config]).flops_per_token()
         print(f"GPU {torch.cuda.get_device_name()}: model FLOPs utilisation "

@@ -111,7 +111,7 @@ def read_games(pgns: Sequence[str], games: int) -> tuple[list[GameBoards], list[
             boards.append(replayed)
             texts.append(GAME_START + text)
     except (OSError, ValueError) as exc:
-        raise click.UsageError(str(exc).splitlines()[0]) from None
+        raise click.ClickException(str(exc).splitlines()[0]) from None
     return boards, texts, failed
 
 
@@ -185,7 +185,7 @@ def probe_model(model: GPT, pgns: Sequence[str], games: int = 400,
     """Fit and score a probe per layer; the result that ``probe.json`` holds."""
     boards, texts, failed = read_games(pgns, games)
     if len(boards) < 2:
-        raise click.UsageError(f"{', '.join(pgns)}: {len(boards)} game(s) that replay "
+        raise click.ClickException(f"{', '.join(pgns)}: {len(boards)} game(s) that replay "
                                f"({failed} did not); a probe needs at least 2")
     data = collect(model, boards, texts)
     # Whole games go to one side, so no test position shares a game with a fitted one.
