@@ -42,13 +42,20 @@ def test_fit_trend_says_when_the_gain_does_not_rise() -> None:
 
 
 def test_presets_share_one_schedule_and_keep_log_spaced_snapshots() -> None:
-    for preset in PRESETS.values():
+    for name, preset in PRESETS.items():
         arms = {arm.name for arm in preset.arms}
         for run in preset.runs:
             assert run.arm in arms
             assert max(run.keep) <= preset.schedule_tokens
             ratios = [b / a for a, b in zip(run.keep, run.keep[1:], strict=False)]
             assert all(r >= 1.9 for r in ratios) and not any(math.isnan(r) for r in ratios)
+        if name == "board":
+            # The same run with and without the board loss, snapshot for snapshot.
+            plain, board = preset.runs
+            assert plain.keep == board.keep and len(plain.keep) >= 3
+            assert (plain.arm, plain.config) == (board.arm, board.config)
+            assert plain.board_loss == 0 < board.board_loss and preset.games_per_run
+            continue
         # One size has four or more snapshots, another at least two, and one more arm too.
         counts = sorted(len(run.keep) for run in preset.runs)
         assert counts[-1] >= 4 and counts[0] >= 2 and len(preset.runs) >= 3 and len(arms) >= 2
@@ -61,10 +68,11 @@ def _smallest_preset() -> FrontierPreset:
         PRESETS["quick"],
         arms=[Arm("a", experts, 40), Arm("b", [e.replace("eps=0.4", "eps=0.2") for e in experts],
                                             40)],
-        runs=[Run("a-tiny", "a", "tiny", [4096, 8192]), Run("b-tiny", "b", "tiny", [4096])],
+        runs=[Run("a-tiny", "a", "tiny", [4096, 8192]), Run("b-tiny", "b", "tiny", [4096]),
+              Run("a-board", "a", "tiny", [8192], board_loss=1.0, board_at="all")],
         schedule_tokens=8192, heldout_games=12, per_bin=3, nodes=200, max_plies=60,
         match_games=1, match_opponent_games=1, max_moves=12,
-        match_opponents=["random", "sf:skill=0,nodes=20,eps=0.8"])
+        match_opponents=["random", "sf:skill=0,nodes=20,eps=0.8"], games_per_run=True)
 
 
 @pytest.mark.slow
@@ -89,16 +97,30 @@ def test_frontier_end_to_end_then_resumes(tmp_path: Path, stockfish: str,
     assert "## Every model on a's positions" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     for heading in ("## Data", "## Every snapshot", "## Gain by familiarity", "## Trend",
-                    "## Games"):
+                    "## Games", "## Board supervision", "in one list"):
         assert heading in report
     assert "**tiny on a** (2 snapshots)" in report and "gain as played" in report
     assert (out / "frontier-compute.png").stat().st_size > 1000
-    played = list((out / "games").glob("*/games.pgn"))
-    assert len(played) == 1 and played[0].read_text().count("[Event ") >= 4
+    # Every run's best snapshot played; the opponents' round robin once; one joint list.
+    played = sorted((out / "games").glob("*/games.pgn"))
+    names = [p.parent.name for p in played]
+    assert len(names) == 3 and names[0] == "a-board-8192" and names[2] == "b-tiny-4096"
+    assert names[1].startswith("a-tiny-")
+    assert all(p.read_text().count("[Event ") >= 2 for p in played)
+    joint = (out / "games" / "joint.md").read_text()
+    assert all(p.parent.name in joint for p in played) and "random" in joint
+    # Each snapshot's board probe, the board-trained one marked in the report.
+    for name in ("a-tiny-4096", "a-tiny-8192", "b-tiny-4096", "a-board-8192"):
+        probe = json.loads((out / "eval" / name / "probe" / "probe.json").read_text())
+        assert 0.0 < probe["layers"][probe["best_layer"]]["accuracy"] <= 1.0
+    section = report.split("## Board supervision")[1].split("\n## ")[0]
+    weights = {row.split(" | ")[1]: row.split(" | ")[2] for row in section.splitlines()
+               if row.startswith("| ") and " | a-" in row}
+    assert weights["a-tiny-8192"] == "0" and weights["a-board-8192"] == "1"
 
     code, err = cli(args, capsys)
     assert code == 0, err[-3000:]
-    for stage in ("experts", "data", "train", "evaluate", "games"):
+    for stage in ("experts", "data", "train", "evaluate", "probe", "games"):
         lines = [x for x in err.splitlines() if f"] {stage}:" in x]
         assert lines and all("skipped" in x for x in lines), (stage, lines)
 

@@ -164,9 +164,16 @@ def fit_probe(x: np.ndarray, y: np.ndarray, steps: int = PROBE_STEPS) -> Probe:
     return Probe(mean, scale, weights.detach().numpy(), bias.detach().numpy())
 
 
-def predict(probe: Probe, x: np.ndarray) -> np.ndarray:
+def probe_logits(probe: Probe, x: np.ndarray) -> np.ndarray:
+    """(N, 64, classes) logits of the probe on features (N, d)."""
     z = (x - probe.mean) / probe.scale
-    return ((z @ probe.weights).reshape(len(x), SQUARES, CLASSES) + probe.bias).argmax(axis=2)
+    return (z @ probe.weights).reshape(len(x), SQUARES, CLASSES) + probe.bias
+
+
+def cross_entropy(logits: np.ndarray, truth: np.ndarray) -> float:
+    """Mean cross-entropy (nats a square) of logits (N, 64, classes) against classes (N, 64)."""
+    return float(F.cross_entropy(torch.from_numpy(logits).reshape(-1, CLASSES),
+                                 torch.from_numpy(truth).reshape(-1)))
 
 
 def accuracies(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -203,10 +210,11 @@ def probe_model(model: GPT, pgns: Sequence[str], games: int = 400,
                          for s in range(SQUARES)])
     layers, predictions = [], []
     for layer, features in enumerate(data.features):
-        probe = fit_probe(features[fit], data.targets[fit])
-        predicted = predict(probe, features[test])
+        logits = probe_logits(fit_probe(features[fit], data.targets[fit]), features[test])
+        predicted = logits.argmax(axis=2)
         overall, occupied = accuracies(predicted, truth)
-        layers.append({"layer": layer, "accuracy": overall, "occupied_accuracy": occupied})
+        layers.append({"layer": layer, "accuracy": overall, "occupied_accuracy": occupied,
+                       "loss": cross_entropy(logits, truth)})
         predictions.append(predicted)
     best = max(range(len(layers)), key=lambda i: layers[i]["accuracy"])
     by_ply = []
@@ -247,12 +255,12 @@ def write_report(result: dict[str, Any], out: Path, title: str) -> None:
              f"{result['positions']:,} test positions of {result['games']['test']} games "
              f"(probes fitted on {result['fit_positions']:,} of {result['games']['fit']} other "
              f"games). Method: {result['method']}.", "",
-             "| layer | accuracy | occupied squares |", "|---|---|---|"]
+             "| layer | accuracy | occupied squares | cross-entropy |", "|---|---|---|---|"]
     for row in result["layers"]:
         mark = " (best)" if row["layer"] == result["best_layer"] else ""
         name = "embeddings" if row["layer"] == 0 else f"block {row['layer']}"
         lines.append(f"| {name}{mark} | {row['accuracy']:.3f} | "
-                     f"{row['occupied_accuracy']:.3f} |")
+                     f"{row['occupied_accuracy']:.3f} | {row['loss']:.3f} |")
     lines += ["", f"Baselines (every square as in the starting position; each square's most "
               f"common class): {base['start_position']:.3f} and "
               f"{base['majority_per_square']:.3f}.", "",
