@@ -231,6 +231,17 @@ def test_cache_makes_a_rerun_stockfish_free(tmp_path: Path, games_pgn: Path,
     assert hits == 0
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"modes": ["token", "beam"]}, "unknown mode 'beam'"),
+    ({"temps": []}, "temperatures must be finite"),
+    ({"temps": [0.1, -1.0]}, "temperatures must be finite"),
+    ({"nodes": 0}, "node limit must be at least 1"),
+])
+def test_options_refuse_bad_settings_when_made(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AdvantageOptions(Path("m.onnx"), Path("out"), **change)  # type: ignore[arg-type]
+
+
 def test_distribution_must_sum_to_one(tmp_path: Path, games_pgn: Path, stockfish: str) -> None:
     def half(board: chess.Board, temperature: float, mode: str) -> dict[chess.Move, float]:
         return {m: p / 2 for m, p in uniform(board, temperature, mode).items()}
