@@ -16,10 +16,10 @@ PLAY_ARGS ?=
   experiment-tiny experiment-cpu clean gpu-carry gpu-rehearsal gpu-run
 
 help:
-	@echo "make run    play the bundled model against Stockfish levels and print a rating list"
+	@echo "make run    play the bundled model against Stockfish levels: a rating list, read against its card"
 	@echo "make play   play the bundled model in the browser (PLAY_ARGS='--port 8800 ...')"
 	@echo "make test   set everything up and run the test suite"
-	@echo "make bench  run the speed benchmarks (figures in README.md)"
+	@echo "make bench  run the speed benchmarks (figures in docs/benchmarks.md)"
 	@echo "make evaluate   the model card's figures for MODEL (default: the bundled model)"
 	@echo "make experiment-tiny / experiment-cpu   the whole study in one command"
 	@echo "make frontier-quick / frontier-full   where the model transcends, against compute"
@@ -66,8 +66,8 @@ test: $(STAMP) stockfish browser
 run: $(STAMP) stockfish
 	$(BIN)/transcend tournament --engine "transcend-uci --temp 0.01" \
 	  --opponent "sf:skill=0,nodes=100" --opponent "sf:skill=1,nodes=100" --opponent random \
-	  --games 6 --max-moves 90 --concurrency 2 --pgn $(OUT)/run.pgn
-	$(BIN)/transcend ratings $(OUT)/run.pgn --anchor random=0
+	  --games 6 --max-moves 90 --concurrency 2 --pgn $(OUT)/run.pgn \
+	  --anchor random=0 --card default
 
 # Stockfish is optional here: without it the page has no win probabilities.
 play: $(STAMP)

@@ -29,6 +29,7 @@ import chess.engine
 from transcend.evaluation.advantage import (
     DEFAULT_NODES,
     PAPER_TEMPERATURES,
+    AdvantageOptions,
     MultiPVClient,
     PolicyDistribution,
     position_key,
@@ -129,8 +130,9 @@ def main() -> None:
         runs = []
         for _ in range(2):  # cold cache, then warm
             start = time.perf_counter()
-            result = run_advantage(model, [pgn], positions, list(PAPER_TEMPERATURES),
-                                   folder / "out", nodes, seed=0, cache=folder / "cache")
+            result = run_advantage(AdvantageOptions(
+                model, folder / "out", [pgn], positions, list(PAPER_TEMPERATURES), nodes=nodes,
+                seed=0, cache=folder / "cache"))
             runs.append((time.perf_counter() - start, result))
 
     cold, warm = runs[0][0], runs[1][0]

@@ -20,7 +20,7 @@ import chess
 import numpy as np
 
 from transcend.engine.transcript import encode, game_transcript, movetext
-from transcend.evaluation.familiarity import TrainingIndex
+from transcend.evaluation.advantage.familiarity import TrainingIndex
 from transcend.training.diversity import diversity, games_of_tokens
 
 

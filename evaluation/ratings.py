@@ -338,7 +338,8 @@ def format_table(ratings: Sequence[Rating], title: str) -> str:
     for rank, r in enumerate(ratings, 1):
         interval = "anchor" if r.anchored else f"[{r.lo95:7.1f},{r.hi95:7.1f}]"
         draws = 100.0 * r.draws / r.games if r.games else 0.0
-        lines.append(f"{rank:>3}  {r.name:<{width}}  {r.elo:7.1f}  {interval:>17}  {r.games:>5}  "
+        elo = round(r.elo, 1) + 0.0  # + 0.0: a rating a hair below zero shows as 0.0, not -0.0
+        lines.append(f"{rank:>3}  {r.name:<{width}}  {elo:7.1f}  {interval:>17}  {r.games:>5}  "
                      f"{100 * r.score:5.1f}%  {draws:4.0f}%")
     return "\n".join(lines)
 

@@ -23,7 +23,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,9 +33,16 @@ import chess.pgn
 import click
 
 from transcend.engine.files import write_atomic
+from transcend.evaluation.card import Card, default_card_path, load_card, reading
 from transcend.evaluation.openings import Opening, bundled_openings, load_openings
 from transcend.evaluation.players import PlayerSpec, parse_spec
-from transcend.evaluation.ratings import Outcome, bradley_terry, format_table, spec_anchors
+from transcend.evaluation.ratings import (
+    Outcome,
+    bradley_terry,
+    format_table,
+    parse_anchor,
+    spec_anchors,
+)
 
 TERMINATIONS = ("normal", "time forfeit", "illegal move", "crash", "adjudication")
 FORFEITS = ("time forfeit", "illegal move", "crash")
@@ -600,8 +607,13 @@ def run_tournament(engines: Sequence[str | PlayerSpec], opponents: Sequence[str 
     return result
 
 
-def summary(result: TournamentResult) -> str:
-    """Standings, the results matrix, forfeits and a rating list, for people."""
+def summary(result: TournamentResult, anchors: Mapping[str, float] | None = None,
+            card: Card | None = None) -> str:
+    """Standings, the results matrix, forfeits and a rating list, for people.
+
+    The list is anchored at ``anchors`` (default: the paper's Stockfish levels when they
+    played); with ``card`` it ends with a reading of the list against that model card.
+    """
     parts = [standings_table(result), "", matrix_table(result)]
     forfeits: dict[str, int] = {}
     for g in result.games:
@@ -610,11 +622,16 @@ def summary(result: TournamentResult) -> str:
     parts += ["", "forfeits: " + (", ".join(f"{k} {v}" for k, v in forfeits.items()) or "none")]
     outcomes = result.outcomes()
     if outcomes:
+        anchors = dict(anchors or spec_anchors(outcomes))
+        scale = ", ".join(f"{k}={v:g}" for k, v in anchors.items())
         try:
-            ratings = bradley_terry(outcomes, spec_anchors(outcomes))
-            parts += ["", format_table(ratings, "Maximum-likelihood Elo")]
+            ratings = bradley_terry(outcomes, anchors)
         except ValueError as exc:
-            parts += ["", f"no rating list: {exc}"]
+            return "\n".join([*parts, "", f"no rating list: {exc}"])
+        title = "Maximum-likelihood Elo" + (f" (anchored: {scale})" if anchors else "")
+        parts += ["", format_table(ratings, title)]
+        if card is not None:
+            parts += ["", *reading(ratings, result.players, anchors, card)]
     return "\n".join(parts)
 
 
@@ -645,23 +662,38 @@ def summary(result: TournamentResult) -> str:
 @click.option("--paper-forfeit", is_flag=True,
               help="An engine that reports all its samples illegal ('info string illegal "
                    "attempts N fallback') loses the game, as in the paper.")
+@click.option("--anchor", "anchor_texts", multiple=True, metavar="NAME=ELO",
+              help="Fix a player's rating in the list (repeatable). Default: the paper's "
+                   "Stockfish anchors when sf:skill=1/3/5 players with a time limit played.")
+@click.option("--card", default=None, metavar="FILE",
+              help="End with a reading of the list against a model card's figures "
+                   "(<model>.card.json; 'default' for the bundled model's).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def tournament_command(engines: tuple[str, ...], opponents: tuple[str, ...], games: int,
                        round_robin: bool, openings: Path | None, pgn: Path | None,
                        concurrency: int, max_moves: int | None, tc: str | None, margin: float,
                        move_timeout: float, seed: int, event: str, paper_forfeit: bool,
-                       quiet: bool) -> None:
+                       anchor_texts: tuple[str, ...], card: str | None, quiet: bool) -> None:
     """Play a gauntlet (or round robin) of UCI engines and print standings and ratings."""
+    # Anchors and the card are checked before any game: a typo should not cost the tournament.
+    anchors = dict(parse_anchor(text) for text in anchor_texts)
+    figures = load_card(default_card_path() if card == "default" else Path(card)) if card else None
+    specs = [parse_spec(s) for s in (*engines, *opponents)]
+    unique_names(specs)
+    for name in anchors:
+        if name not in [s.name for s in specs]:
+            raise ValueError(f"--anchor {name}: not a player here (players: "
+                             f"{', '.join(s.name for s in specs)})")
     if openings is not None and str(openings) == "default":
         openings = bundled_openings()
     elif openings is not None and not openings.exists():
         raise click.BadParameter(f"{openings} does not exist", param_hint="--openings")
     settings = Settings(TimeControl.parse(tc) if tc else None, max_moves, margin, move_timeout,
                         seed, event, paper_forfeit=paper_forfeit)
-    result = run_tournament(list(engines), list(opponents), games, round_robin=round_robin,
-                            openings=openings, pgn=pgn, concurrency=concurrency,
-                            settings=settings, progress=not quiet)
-    click.echo(summary(result))
+    result = run_tournament(specs[:len(engines)], specs[len(engines):], games,
+                            round_robin=round_robin, openings=openings, pgn=pgn,
+                            concurrency=concurrency, settings=settings, progress=not quiet)
     if pgn is not None:
-        click.echo(f"\nPGN: {pgn}")
+        click.echo(f"PGN: {pgn}\n")
+    click.echo(summary(result, anchors, figures))  # last: the list and its reading end the output
 

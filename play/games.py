@@ -24,7 +24,7 @@ import numpy as np
 from transcend.engine.policy import MODES, Policy
 from transcend.engine.uci import DEFAULT_TEMPERATURE, SEED_MAX
 from transcend.evaluation.advantage import MultiPVClient, position_key, win_probability
-from transcend.evaluation.advantage_positions import QuietGameBuilder
+from transcend.evaluation.advantage.positions import QuietGameBuilder
 from transcend.evaluation.players import EngineCrashed, PlayerSpec, UciClient, find_stockfish
 
 # The page's sampling modes are the engine's (MODES); `paper` shows the `token` distribution,

@@ -3,7 +3,7 @@
 A standard-library threaded HTTP server: ``/`` and ``/static/...`` serve the page from the
 ``static`` folder beside this file (and nothing outside it), ``/api/...`` take and return JSON.
 Every API answer is either the result or ``{"error": "one line"}`` with a 4xx/5xx status, so a
-bad request never stops the server. See README.md, "Play in the browser".
+bad request never stops the server. See docs/play.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Screenshots of the play page for the README, taken by the tests' headless chromium.
+"""Screenshots of the play page for docs/play.md, taken by the tests' headless chromium.
 
     python tests/play_screenshots.py            # the bundled model; writes docs/play-*.png
 

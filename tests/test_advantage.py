@@ -20,6 +20,7 @@ import pytest
 from transcend.engine.transcript import prompt, sans_of_moves
 from transcend.evaluation.advantage import (
     CSV_COLUMNS,
+    AdvantageOptions,
     MultiPVClient,
     PolicyDistribution,
     _share_of_top,
@@ -173,9 +174,9 @@ def test_two_legal_moves_by_hand(tmp_path: Path, stockfish: str) -> None:
             return weights if temperature == 1.0 else {KD2: 0.9, G3: 0.1}
         return uniform(board, temperature, mode)
 
-    result = run_advantage(tmp_path / "unused.onnx", [pgn], 8, [0.5, 1.0], tmp_path / "out",
-                           nodes=NODES, cache=tmp_path / "cache", distribution=model,
-                           stockfish=stockfish, plots=False, workers=1)
+    result = run_advantage(AdvantageOptions(
+        tmp_path / "unused.onnx", tmp_path / "out", [pgn], 8, [0.5, 1.0], nodes=NODES,
+        cache=tmp_path / "cache", stockfish=stockfish, plots=False, workers=1), model)
     i = next(k for k, p in enumerate(result.positions) if p.ply == 4)
     assert result.positions[i].expert == G3
     # The scores, fresh from Stockfish, through the formula written out by hand.
@@ -230,14 +231,25 @@ def test_cache_makes_a_rerun_stockfish_free(tmp_path: Path, games_pgn: Path,
     assert hits == 0
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"modes": ["token", "beam"]}, "unknown mode 'beam'"),
+    ({"temps": []}, "temperatures must be finite"),
+    ({"temps": [0.1, -1.0]}, "temperatures must be finite"),
+    ({"nodes": 0}, "node limit must be at least 1"),
+])
+def test_options_refuse_bad_settings_when_made(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AdvantageOptions(Path("m.onnx"), Path("out"), **change)  # type: ignore[arg-type]
+
+
 def test_distribution_must_sum_to_one(tmp_path: Path, games_pgn: Path, stockfish: str) -> None:
     def half(board: chess.Board, temperature: float, mode: str) -> dict[chess.Move, float]:
         return {m: p / 2 for m, p in uniform(board, temperature, mode).items()}
 
     with pytest.raises(ValueError, match="sums to 0.5"):
-        run_advantage(tmp_path / "m.onnx", [games_pgn], 2, [1.0], tmp_path / "out", NODES,
-                      cache=tmp_path / "cache", distribution=half, stockfish=stockfish,
-                      plots=False)
+        run_advantage(AdvantageOptions(
+            tmp_path / "m.onnx", tmp_path / "out", [games_pgn], 2, [1.0], nodes=NODES,
+            cache=tmp_path / "cache", stockfish=stockfish, plots=False), half)
 
 
 def test_policy_distribution_is_the_engines(tiny_onnx: Path, games_pgn: Path) -> None:
@@ -343,9 +355,9 @@ def test_verdict_for_a_perfect_and_a_hopeless_player(tmp_path: Path, games_pgn: 
         return {chosen[fen]: 1.0}
 
     try:
-        result = run_advantage(tmp_path / "m.onnx", [games_pgn], 9, [1.0], tmp_path / "out",
-                               NODES, cache=tmp_path / "cache", distribution=player,
-                               stockfish=stockfish, plots=False, modes=["move"])
+        result = run_advantage(AdvantageOptions(
+            tmp_path / "m.onnx", tmp_path / "out", [games_pgn], 9, [1.0], modes=["move"],
+            nodes=NODES, cache=tmp_path / "cache", stockfish=stockfish, plots=False), player)
     finally:
         client.close()
     row = result.row("move", 1.0)

@@ -15,9 +15,13 @@ import pytest
 from cli_helpers import cli
 
 from transcend.engine.transcript import VOCAB, encode, game_transcript
-from transcend.evaluation.advantage import Position, run_advantage
-from transcend.evaluation.advantage_frontier import crossing_point
-from transcend.evaluation.familiarity import (
+from transcend.evaluation.advantage import (
+    AdvantageOptions,
+    Position,
+    crossing_point,
+    run_advantage,
+)
+from transcend.evaluation.advantage.familiarity import (
     TrainingIndex,
     familiarity_bin,
     familiarity_of,
@@ -174,10 +178,10 @@ def uniform(board: chess.Board, temperature: float, mode: str) -> dict[chess.Mov
 def test_per_bin_run_then_positions_from(tmp_path: Path, study: tuple[Path, Path, list],
                                          stockfish: str) -> None:
     data, pgn, _ = study
-    first = run_advantage(tmp_path / "m.onnx", [pgn], 0, [0.1, 1.0], tmp_path / "a",
-                          NODES, seed=1, cache=tmp_path / "c", distribution=uniform,
-                          stockfish=stockfish, plots=False, modes=["move"], train_data=data,
-                          per_bin=3, bootstrap=200)
+    first = run_advantage(AdvantageOptions(
+        tmp_path / "m.onnx", tmp_path / "a", [pgn], 0, [0.1, 1.0], modes=["move"], nodes=NODES,
+        seed=1, bootstrap=200, cache=tmp_path / "c", stockfish=stockfish, plots=False,
+        train_data=data, per_bin=3), uniform)
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["sampling"]["method"] == "per-bin"
     assert summary["sampling"]["drawn"] == {b: min(3, n) for b, n in
@@ -206,10 +210,10 @@ def test_per_bin_run_then_positions_from(tmp_path: Path, study: tuple[Path, Path
 
     # The same positions against other training data: no Stockfish search, new familiarity.
     other = write_data(tmp_path / "other", [";1.a3"] * 3)
-    again = run_advantage(tmp_path / "m.onnx", [], 0, [1.0], tmp_path / "b", NODES,
-                          cache=tmp_path / "c", distribution=uniform, stockfish=stockfish,
-                          plots=False, modes=["move"], train_data=other,
-                          positions_from=first.positions_csv)
+    again = run_advantage(AdvantageOptions(
+        tmp_path / "m.onnx", tmp_path / "b", [], 0, [1.0], modes=["move"], nodes=NODES,
+        cache=tmp_path / "c", stockfish=stockfish, plots=False, train_data=other,
+        positions_from=first.positions_csv), uniform)
     assert again.positions == first.positions
     assert again.cache_hits == len(first.positions)
     assert [f.count for f in again.familiarity] == [

@@ -11,7 +11,9 @@ import pytest
 
 from transcend.evaluation.ratings import (
     Outcome,
+    Rating,
     bradley_terry,
+    format_table,
     glicko2_update,
     parse_anchor,
     read_outcomes,
@@ -91,6 +93,11 @@ def test_bradley_terry_needs_connected_players_or_anchors() -> None:
     assert ratings["a"].elo - 1000 == pytest.approx(ratings["c"].elo - 2000, abs=1e-6)
     with pytest.raises(ValueError, match="not a player"):
         bradley_terry(outcomes, {"zz": 1000})
+
+
+def test_a_rating_a_hair_below_zero_prints_as_zero() -> None:
+    table = format_table([Rating("m", -1e-12, -257.4, 257.4, 18, 3.0, 6)], "list")
+    assert "    0.0  [ -257.4,  257.4]" in table and "-0.0" not in table
 
 
 def test_sequential_glicko_depends_on_order_and_keeps_anchors_fixed() -> None:

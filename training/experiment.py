@@ -187,15 +187,16 @@ def stage_sweep(p: Preset, model: Path, out: Path, concurrency: int, seed: int) 
 
 
 def stage_advantage(p: Preset, model: Path, pgns: list[str], out: Path, seed: int) -> Any:
-    from transcend.evaluation.advantage import run_advantage
+    from transcend.evaluation.advantage import AdvantageOptions, run_advantage
 
     if is_newer(out / "advantage.csv", model):
         log_stage("advantage", f"{out} is up to date: skipped")
         return None
     log_stage("advantage", f"{p.advantage_positions} positions at {p.advantage_nodes} nodes")
-    return run_advantage(model, [Path(x) for x in pgns], p.advantage_positions,
-                         p.advantage_temps, out, nodes=p.advantage_nodes, seed=seed,
-                         cache=out.parent / "stockfish-cache", progress=sys.stderr.isatty())
+    return run_advantage(AdvantageOptions(
+        model, out, [Path(x) for x in pgns], p.advantage_positions, p.advantage_temps,
+        nodes=p.advantage_nodes, seed=seed, cache=out.parent / "stockfish-cache"),
+        progress=sys.stderr.isatty())
 
 
 def _read(path: Path) -> str:

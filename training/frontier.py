@@ -293,7 +293,7 @@ def stage_evaluate(p: FrontierPreset, lay: Layout, exported: Sequence[tuple[Run,
 
 def _advantage(p: FrontierPreset, lay: Layout, snap: Snapshot, name: str, positions_arm: str,
                references: dict[str, Path], seed: int, stockfish: str | None) -> None:
-    from transcend.evaluation.advantage import run_advantage
+    from transcend.evaluation.advantage import AdvantageOptions, run_advantage
 
     out = lay.evaluation(name)
     reference = references.setdefault(positions_arm, out / "positions.csv")
@@ -304,10 +304,10 @@ def _advantage(p: FrontierPreset, lay: Layout, snap: Snapshot, name: str, positi
     log_stage("evaluate", f"{name}: advantage on {positions_arm}'s held-out positions")
     drawing = ({"per_bin": p.per_bin} if reference == out / "positions.csv"
                else {"positions_from": reference})
-    run_advantage(snap.model, [heldout] if "per_bin" in drawing else [], p.per_bin * 5,
-                  p.temps, out, nodes=p.nodes, seed=seed, cache=lay.out / "stockfish-cache",
-                  stockfish=stockfish, train_data=lay.data(snap.arm),
-                  progress=sys.stderr.isatty(), **drawing)
+    run_advantage(AdvantageOptions(
+        snap.model, out, [heldout] if "per_bin" in drawing else [], p.per_bin * 5, p.temps,
+        nodes=p.nodes, seed=seed, cache=lay.out / "stockfish-cache", stockfish=stockfish,
+        train_data=lay.data(snap.arm), **drawing), progress=sys.stderr.isatty())
 
 
 def stage_probe(p: FrontierPreset, lay: Layout, snapshots: Sequence[Snapshot]) -> None:

@@ -273,7 +273,7 @@ def advantage(model: Path, carry: Path, info: dict[str, Any], work: Path,
     Stockfish analysis; a stand-in answers the engine-name query the cache is keyed by."""
     import os
 
-    from transcend.evaluation.advantage import run_advantage
+    from transcend.evaluation.advantage import AdvantageOptions, run_advantage
 
     spec = info["advantage"]
     folder = work / "analysis"
@@ -282,11 +282,10 @@ def advantage(model: Path, carry: Path, info: dict[str, Any], work: Path,
     engine = folder / "stockfish-cache-only"
     engine.write_text(CACHE_ONLY_ENGINE.replace("{name}", spec["engine"]))
     engine.chmod(0o755)
-    result = run_advantage(
-        model, [carry / "heldout.pgn"], spec["positions"], list(ADVANTAGE_TEMPS),
-        work / "advantage", nodes=spec["nodes"], seed=spec["seed"], cache=folder,
-        workers=1, stockfish=str(engine), device=device, plots=False,
-        bootstrap=1000)
+    result = run_advantage(AdvantageOptions(
+        model, work / "advantage", [carry / "heldout.pgn"], spec["positions"],
+        list(ADVANTAGE_TEMPS), nodes=spec["nodes"], seed=spec["seed"], cache=folder, workers=1,
+        stockfish=str(engine), device=device, plots=False, bootstrap=1000))
     rows = [asdict(r) for r in result.rows if r.phase == "all"]
     return {"positions": len(result.positions), "cache_hits": result.cache_hits,
             "engine": result.engine, "nodes": result.nodes, "rows": rows,

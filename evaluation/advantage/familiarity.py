@@ -25,7 +25,7 @@ import chess
 import numpy as np
 
 from transcend.engine.transcript import GAME_START, VOCAB, movetext
-from transcend.evaluation.advantage_positions import Position, _index_games, _read_game
+from transcend.evaluation.advantage.positions import Position, index_games, read_game
 
 FAMILIARITY_BINS = ("0", "1-9", "10-99", "100-999", "1000+")
 # Ply bins count the move being chosen: 1 is white's first move, so a position after p
@@ -171,8 +171,8 @@ def sample_by_familiarity(pgns: Sequence[Path], index: TrainingIndex, per_bin: i
     skipped: Counter[str] = Counter()
     candidates: dict[str, list[tuple[int, int]]] = {b: [] for b in FAMILIARITY_BINS}
     games = []
-    for entry in _index_games(pgns, skipped):
-        game = _read_game(pgns[entry[0]], *entry[1:], skipped)
+    for entry in index_games(pgns, skipped):
+        game = read_game(pgns[entry[0]], *entry[1:], skipped)
         if game is None:
             continue
         usable = {ply for plies in game.candidates.values() for ply in plies}

@@ -1,82 +1,20 @@
-"""The frontier: gain against familiarity, where it crosses zero, summary.json and frontier.png.
-
-The crossing point is a least-squares line through the per-position gains at the lowest
-temperature against x = log10(1 + familiarity): gain = a + b x crosses zero at x* = -a / b, that
-is at familiarity 10^x* - 1, when the gain rises with familiarity (b > 0). Its 95% interval is
-the 2.5 and 97.5 percentiles of x* over bootstrap resamples of the positions; a resample whose
-line does not rise has no crossing and counts as one beyond every familiarity.
-"""
+"""The frontier's files: summary.json (every table, machine-readable, with the crossing point)
+and frontier.png (gain against familiarity, where it crosses zero)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from transcend.engine.files import write_figure
-from transcend.evaluation.advantage_positions import PHASES
-from transcend.evaluation.familiarity import FAMILIARITY_BINS, MAJORITY_MIN, PLY_BINS
-
-if TYPE_CHECKING:
-    from transcend.evaluation.advantage import AdvantageResult, AdvantageRow
+from transcend.evaluation.advantage.familiarity import FAMILIARITY_BINS, MAJORITY_MIN, PLY_BINS
+from transcend.evaluation.advantage.positions import PHASES
+from transcend.evaluation.advantage.results import AdvantageResult, AdvantageRow
 
 SUMMARY_FORMAT = "transcend-advantage-summary-1"
-CROSSING_METHOD = ("least squares of per-position gain at the lowest temperature on "
-                   "log10(1 + familiarity); crossing at 10^(-a/b) - 1; 95% percentile "
-                   "bootstrap over positions")
-_MAX_X = 12.0  # crossings beyond familiarity 10^12 are reported as none
-
-
-def _familiarity(x: float) -> float | None:
-    """10^x - 1, at least 0 (a line above zero everywhere crosses "at 0"); None for never."""
-    return None if not math.isfinite(x) or x > _MAX_X else max(0.0, float(10 ** x - 1))
-
-
-def crossing_point(familiarity: np.ndarray, gains: np.ndarray, bootstrap: int = 2000,
-                   seed: int = 0) -> dict[str, Any]:
-    """Where the fitted gain crosses zero, as familiarity, with its bootstrap interval.
-
-    ``status``: ``crosses`` (inside the familiarities observed), ``extrapolated`` (beyond
-    the highest), ``above zero everywhere`` (the rising line is above zero already at
-    familiarity 0; ``familiarity`` is then 0), ``no crossing`` (the fitted gain does not rise
-    with familiarity) or ``insufficient`` (fewer than three positions, or one familiarity).
-    ``log10_1p`` is the crossing on the fit's own axis, log10(1 + familiarity).
-    """
-    x = np.log10(1.0 + np.asarray(familiarity, dtype=float))
-    g = np.asarray(gains, dtype=float)
-    result: dict[str, Any] = {"method": CROSSING_METHOD, "n": int(len(g)), "intercept": None,
-                              "slope": None, "log10_1p": None, "familiarity": None,
-                              "low": None, "high": None,
-                              "no_crossing_share": None, "status": "insufficient"}
-    if len(g) < 3 or np.ptp(x) == 0:
-        return result
-    slope, intercept = np.polyfit(x, g, 1)
-    result.update(intercept=float(intercept), slope=float(slope))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(g), size=(bootstrap, len(g)))
-    xs, gs = x[idx], g[idx]
-    dx = xs - xs.mean(axis=1, keepdims=True)
-    sxx = (dx ** 2).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        b = (dx * (gs - gs.mean(axis=1, keepdims=True))).sum(axis=1) / sxx
-        a = gs.mean(axis=1) - b * xs.mean(axis=1)
-        stars = np.where((b > 0) & (sxx > 0), -a / b, np.inf)
-    low, high = np.quantile(stars, [0.025, 0.975], method="inverted_cdf")
-    result.update(low=_familiarity(float(low)), high=_familiarity(float(high)),
-                  no_crossing_share=float(np.mean(~np.isfinite(stars))))
-    if slope <= 0:
-        result["status"] = "no crossing"
-        return result
-    star = float(-intercept / slope)
-    result["log10_1p"] = star
-    result["familiarity"] = _familiarity(star)
-    if star < 0:
-        result["status"] = "above zero everywhere"
-    else:
-        result["status"] = "crosses" if x.min() <= star <= x.max() else "extrapolated"
-    return result
 
 
 def _clean(value: float) -> float | None:

@@ -1,25 +1,45 @@
-"""The advantage analysis's files: advantage.csv, positions.csv, summary.md and the plots."""
+"""The advantage analysis's files: advantage.csv, positions.csv, summary.md, summary.json and
+the plots."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import chess
 import click
 import numpy as np
 
 from transcend.engine.files import write_atomic, write_figure
-from transcend.evaluation.advantage_positions import MIDDLEGAME_PLIES, OPENING_PLIES
-from transcend.evaluation.advantage_stockfish import LICHESS_K
-from transcend.evaluation.familiarity import FAMILIARITY_BINS, MAJORITY_MIN, PLY_BINS, ply_bin
+from transcend.evaluation.advantage.familiarity import (
+    FAMILIARITY_BINS,
+    MAJORITY_MIN,
+    PLY_BINS,
+    ply_bin,
+)
+from transcend.evaluation.advantage.frontier import frontier_plot, summary_json
+from transcend.evaluation.advantage.positions import MIDDLEGAME_PLIES, OPENING_PLIES
+from transcend.evaluation.advantage.results import CSV_COLUMNS, AdvantageResult
+from transcend.evaluation.advantage.stockfish import LICHESS_K
 
-if TYPE_CHECKING:
-    from transcend.evaluation.advantage import AdvantageResult
+
+def write_report(result: AdvantageResult, model: Path, plots: bool = True) -> None:
+    """Every file of the analysis into ``result.out``; the plots only with ``plots``."""
+    result.out.mkdir(parents=True, exist_ok=True)
+    _write_csv(result.csv, CSV_COLUMNS,
+               [[_cell(getattr(r, c)) for c in CSV_COLUMNS] for r in result.rows])
+    _write_positions(result, [p.board() for p in result.positions])
+    if plots:
+        result.plot, result.gains_plot = _plots(result)
+        if result.familiarity is not None:
+            result.frontier_plot = frontier_plot(result)
+    assert result.summary_json is not None
+    write_atomic(result.summary_json, json.dumps(summary_json(result, model), indent=2) + "\n")
+    write_atomic(result.summary, summary_markdown(result, model))
 
 
 def _cell(value: object) -> object:
@@ -39,11 +59,9 @@ def _moves_cell(values: dict[str, float]) -> str:
     return " ".join(f"{m}:{v:.6g}" for m, v in sorted(values.items(), key=lambda kv: -kv[1]))
 
 
-def _write_positions(result: AdvantageResult, boards: Sequence[chess.Board],
-                     best_moves: Sequence[str], modes: Sequence[str],
-                     temps: Sequence[float]) -> None:
+def _write_positions(result: AdvantageResult, boards: Sequence[chess.Board]) -> None:
     """positions.csv: one row per position, with everything needed to redo the analysis."""
-    keys = [(m, t) for m in modes for t in temps]
+    keys = [(m, t) for m in result.modes for t in result.temps]
     header = ["source", "ply", "phase", "fen", "legal_moves", "expert_move", "best_move",
               "expert_win_prob", "best_win_prob", "random_win_prob",
               *[f"model_{m}_T{t:g}" for m, t in keys],
@@ -53,7 +71,7 @@ def _write_positions(result: AdvantageResult, boards: Sequence[chess.Board],
     for i, (pos, board) in enumerate(zip(result.positions, boards, strict=True)):
         fam = result.familiarity[i] if result.familiarity is not None else None
         rows.append([pos.source, pos.ply, pos.phase, board.fen(), board.legal_moves.count(),
-                     pos.expert.uci(), best_moves[i], _cell(result.expert[i]),
+                     pos.expert.uci(), result.best_moves[i], _cell(result.expert[i]),
                      _cell(result.best[i]), _cell(result.random[i]),
                      *[_cell(result.model[k][i]) for k in keys],
                      " ".join(m.uci() for m in pos.history), ply_bin(pos.ply),
@@ -74,9 +92,9 @@ def _share_of_top(gains: np.ndarray, fraction: float = 0.1) -> float:
     return float(positive[:top].sum() / positive.sum())
 
 
-def summary_markdown(result: AdvantageResult, model: Path, modes: Sequence[str],
-                     temps: Sequence[float]) -> str:
+def summary_markdown(result: AdvantageResult, model: Path) -> str:
     """``summary.md``: the verdict in words, the table, phases, concentration and the setup."""
+    modes, temps = result.modes, result.temps
     mode = modes[0]
     main = [r for r in result.rows if r.phase == "all" and r.mode == mode]
     top = max(main, key=lambda r: r.gain)
@@ -210,8 +228,7 @@ def _crossing_text(mode: str, cross: dict[str, object]) -> str:
             f"({interval}{outside}). See frontier.png.")
 
 
-def _plots(result: AdvantageResult, modes: Sequence[str],
-           temps: Sequence[float]) -> tuple[Path | None, Path | None]:
+def _plots(result: AdvantageResult) -> tuple[Path | None, Path | None]:
     try:
         import matplotlib
 
@@ -220,6 +237,7 @@ def _plots(result: AdvantageResult, modes: Sequence[str],
     except ImportError:
         click.echo("matplotlib is not installed: no plots (pip install matplotlib)", err=True)
         return None, None
+    modes, temps = result.modes, result.temps
     xs = [max(t, 1e-4) for t in temps]  # a log axis has no room for T = 0
     main = {m: [result.row(m, t) for t in temps] for m in modes}
     first = main[modes[0]][0]

@@ -229,7 +229,7 @@ def _run_stockfish(todo: Mapping[str, chess.Board], nodes: int, command: str,
 
     done: dict[str, dict[str, Score]] = {}
     batch: dict[str, dict[str, Score]] = {}
-    bar = _progress(len(todo), "stockfish", progress)
+    bar = progress_bar(len(todo), "stockfish", progress)
     pool = ThreadPoolExecutor(workers)
     try:
         for key, scores in pool.map(work, todo.items()):
@@ -256,7 +256,7 @@ class _NoBar:
         pass
 
 
-def _progress(total: int, desc: str, enabled: bool) -> _NoBar:
+def progress_bar(total: int, desc: str, enabled: bool) -> _NoBar:
     if not enabled:
         return _NoBar()
     from tqdm import tqdm

@@ -66,7 +66,9 @@ class QuietGameBuilder(chess.pgn.GameBuilder):
 
 
 @dataclass
-class _Game:
+class Game:
+    """A game read for sampling: its moves and, per phase, the plies still free to draw."""
+
     source: str
     moves: list[chess.Move]
     candidates: dict[str, list[int]]  # phase -> plies not yet taken with 2+ legal moves
@@ -112,8 +114,8 @@ def _scan_pgn(path: Path) -> Iterator[tuple[int, int, bool]]:
         yield start, offset, set_up
 
 
-def _index_games(pgns: Sequence[Path],
-                 skipped: Counter[str]) -> list[tuple[int, int, int, int]]:
+def index_games(pgns: Sequence[Path],
+                skipped: Counter[str]) -> list[tuple[int, int, int, int]]:
     """(file index, start, end, game number) of every game from the standard start."""
     index: list[tuple[int, int, int, int]] = []
     for i, path in enumerate(pgns):
@@ -125,8 +127,9 @@ def _index_games(pgns: Sequence[Path],
     return index
 
 
-def _read_game(path: Path, start: int, end: int, number: int,
-               skipped: Counter[str]) -> _Game | None:
+def read_game(path: Path, start: int, end: int, number: int,
+              skipped: Counter[str]) -> Game | None:
+    """The game at ``start:end`` of ``path``, or None (counted in ``skipped``) when unusable."""
     with open(path, "rb") as handle:
         handle.seek(start)
         text = handle.read(end - start).decode("utf-8", errors="replace")
@@ -152,7 +155,7 @@ def _read_game(path: Path, start: int, end: int, number: int,
         if next(legal, None) is not None and next(legal, None) is not None:
             candidates[phase_of(ply)].append(ply)
         board.push(move)
-    return _Game(f"{path.name}#{number}", moves, candidates)
+    return Game(f"{path.name}#{number}", moves, candidates)
 
 
 def _quotas(n: int) -> dict[str, int]:
@@ -175,13 +178,13 @@ def sample_positions(pgns: Sequence[Path], n: int, seed: int = 0,
         raise ValueError("the number of positions must be at least 1")
     skipped: Counter[str] = Counter()
     rng = random.Random(seed)
-    index = _index_games(pgns, skipped)
+    index = index_games(pgns, skipped)
     rng.shuffle(index)
     need = _quotas(n)
     chosen: list[Position] = []
-    pool: list[_Game] = []
+    pool: list[Game] = []
 
-    def take(game: _Game, anywhere: bool) -> bool:
+    def take(game: Game, anywhere: bool) -> bool:
         phases = [p for p in game.phases() if need[p] > 0 or anywhere]
         if not phases:
             return False
@@ -197,7 +200,7 @@ def sample_positions(pgns: Sequence[Path], n: int, seed: int = 0,
         entry = next(games, None)
         if entry is None:
             break
-        game = _read_game(pgns[entry[0]], *entry[1:], skipped)
+        game = read_game(pgns[entry[0]], *entry[1:], skipped)
         if game is not None:
             take(game, anywhere=False)
             pool.append(game)
