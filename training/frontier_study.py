@@ -66,7 +66,7 @@ class FrontierPreset:
     max_moves: int = 90
     max_plies: int = 300
     # Held-out games for each snapshot's board probe (a quarter of them test it).
-    probe_games: int = 400
+    probe_games: int = 300
     # Games for the best snapshot of every run, rated in one list, rather than for the best
     # snapshot overall.
     games_per_run: bool = False

@@ -30,9 +30,11 @@ from transcend.training.board import CLASSES, SQUARES, GameBoards, board_classes
 from transcend.training.model import GPT
 
 PLY_BINS = ((0, 10), (11, 20), (21, 40), (41, None))
-PROBE_STEPS = 60  # L-BFGS iterations: the fit has converged to about 0.1% accuracy by then
+# L-BFGS iterations. On the bundled model's block 4, test accuracy was 0.7497 after 20, 0.7510
+# after 40 and 0.7514 after 80: past 40 the fit costs more than it changes.
+PROBE_STEPS = 40
 L2 = 1e-4
-MAX_FIT_POSITIONS = 10_000  # a sample of the fitting games' positions: the fit's cost
+MAX_FIT_POSITIONS = 6_000  # a sample of the fitting games' positions: the fit's cost
 METHOD = ("multinomial logistic regression per square (13 classes relative to the side to "
           "move) on the standardised residual stream, full-batch L-BFGS; fitted on some games' "
           "positions, scored on other games'")
