@@ -26,12 +26,16 @@ def _summary(manifest: dict[str, Any], seconds: float) -> str:
     games, tokens = manifest["games"], manifest["tokens"]
     skipped = ", ".join(f"{k} {v:,}" for k, v in manifest["skipped"].items() if v) or "none"
     rate = games["seen"] / seconds if seconds > 0 else 0.0
-    return (
+    line = (
         f"{games['seen']:,} games read, {games['kept']:,} kept "
         f"(train {games['train']:,} games / {tokens['train']:,} tokens, "
         f"val {games['val']:,} / {tokens['val']:,}); skipped: {skipped}; "
         f"{seconds:.1f} s, {rate:,.0f} games/s"
     )
+    if games["val"]:
+        return line
+    return (f"{line}\nno validation set ({manifest['split']['no_validation']}): training will "
+            "report no validation loss")
 
 
 @click.command("prepare")
