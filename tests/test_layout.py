@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,15 @@ def test_transcend_help_does_not_import_torch() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "tournament" in result.stdout and "experiment" in result.stdout
     assert "play" in result.stdout
+
+
+def test_the_repository_root_is_the_transcend_package() -> None:
+    # docs/gpu-run.md imports the project unbuilt, through a link named `transcend` to the
+    # repository: that holds while every package transcend.X lives in the top-level folder X.
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package, folder in setup["package-dir"].items():
+        assert package == f"transcend.{folder}", (package, folder)
+    for package in setup["packages"]:
+        assert (root / package.removeprefix("transcend.").replace(".", "/")).is_dir(), package
