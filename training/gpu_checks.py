@@ -66,7 +66,10 @@ def compile_blocker(backend: str | None, device: torch.device) -> str | None:
     elif not any(shutil.which(name) for name in names):
         return f"no {what} ({' or '.join(names)}, or ${variable})"
     if device.type == "cuda":
-        header = Path(sysconfig.get_paths()["include"]) / "Python.h"
+        # Triton's own choice of headers: Debian's `posix_local` scheme read as `posix_prefix`.
+        scheme = sysconfig.get_default_scheme()
+        scheme = "posix_prefix" if scheme == "posix_local" else scheme
+        header = Path(sysconfig.get_paths(scheme=scheme)["include"]) / "Python.h"
         if not header.is_file():
             return f"no {header}: triton's launcher cannot be built (Python's headers missing)"
     return None
