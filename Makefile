@@ -139,10 +139,12 @@ gpu-carry: $(STAMP) stockfish
 gpu-rehearsal: $(STAMP) stockfish
 	$(BIN)/transcend gpu-run --carry $(CARRY) --out $(OUT)/gpu-rehearsal --dry-run
 
-# On the GPU machine only: no venv, no pinned CPU torch; the carried wheels go to /tmp/site.
+# On the GPU machine only: no venv, no pinned CPU torch, nothing built. The carried wheels go
+# to /tmp/site and the repository is linked in beside them as `transcend` (pyproject.toml maps
+# transcend.X to the folder X), so the image's setuptools, whatever its version, is never used.
 gpu-run:
 	python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $(CARRY)/wheels/*.whl
-	PYTHONPATH=/tmp/site python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .
+	ln -sfn "$(CURDIR)" /tmp/site/transcend
 	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 -m transcend.training.cli gpu-run \
 	  --carry $(CARRY) --out $(GPU_OUT) --budget $(GPU_BUDGET)
 

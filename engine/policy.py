@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -239,6 +240,43 @@ def read_metadata(path: Path) -> dict[str, str]:
     return meta
 
 
+# What older exports wrote for a field they did not know (Python's str(None)): read as absent.
+ABSENT_VALUES = ("", "None")
+
+
+def optional_field(meta: dict[str, str], key: str) -> str | None:
+    """A metadata value that may be missing; an empty or ``"None"`` value counts as missing."""
+    value = meta.get(key)
+    return None if value is None or value.strip() in ABSENT_VALUES else value
+
+
+def _optional_number(meta: dict[str, str], key: str, path: Path) -> float | None:
+    value = optional_field(meta, key)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ModelError(f"{path} has a bad {key} in its metadata: {value!r}")
+    return number
+
+
+def _whole(number: float | None) -> int | None:
+    return None if number is None else int(number)
+
+
+def _required_int(meta: dict[str, str], key: str, path: Path) -> int:
+    number = _optional_number(meta, key, path)
+    if number is None:
+        raise ModelError(f"{path} has incomplete metadata: no {key} "
+                         f"(export it again with `transcend export`)")
+    if not number.is_integer() or number < 1:
+        raise ModelError(f"{path} has a bad {key} in its metadata: {meta[key]!r}")
+    return int(number)
+
+
 def read_model_info(path: str | Path) -> ModelInfo:
     """Metadata of a model file, checked: it must be a transcend model with our vocabulary."""
     path = Path(path)
@@ -256,22 +294,19 @@ def read_model_info(path: str | Path) -> ModelInfo:
     if version != MODEL_FORMAT:
         raise ModelError(f"{path} is in model format {version!r}; this engine reads format "
                          f"{MODEL_FORMAT} (a newer transcend may read it)")
-    try:
-        info = ModelInfo(
-            path=path,
-            block_size=int(meta["block_size"]),
-            n_layer=int(meta["n_layer"]),
-            n_head=int(meta["n_head"]),
-            head_dim=int(meta["head_dim"]),
-            n_params=int(meta["n_params"]) if meta.get("n_params") else None,
-            max_rating=int(float(meta["max_rating"])) if meta.get("max_rating") else None,
-            metadata=meta,
-        )
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ModelError(f"{path} has incomplete or bad metadata: {exc}") from None
+    info = ModelInfo(
+        path=path,
+        block_size=_required_int(meta, "block_size", path),
+        n_layer=_required_int(meta, "n_layer", path),
+        n_head=_required_int(meta, "n_head", path),
+        head_dim=_required_int(meta, "head_dim", path),
+        n_params=_whole(_optional_number(meta, "n_params", path)),
+        max_rating=_whole(_optional_number(meta, "max_rating", path)),
+        metadata=meta,
+    )
     # `transcend sweep` writes its curve next to the model; the metadata copy wins.
     sidecar = path.with_name(path.stem + ".calibration.json")
-    text = meta.get("calibration") or (sidecar.read_text() if sidecar.is_file() else "")
+    text = optional_field(meta, "calibration") or (sidecar.read_text() if sidecar.is_file() else "")
     if text:
         try:
             info.calibration = sorted(

@@ -1,37 +1,18 @@
-"""The prepared GPU run: packing, the plan, parts and their rejoin, and the whole run rehearsed
-on the CPU (`--dry-run`), which is the path the GPU takes with the `tiny` config."""
+"""The prepared GPU run: the plan, parts and their rejoin, the compiler check, the weights when
+the export fails. The whole run, packed and rehearsed on the CPU (`--dry-run`) on data the
+project's own commands make, is in test_unrated.py."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
 import subprocess
-import sys
 from pathlib import Path
 
-import chess
-import chess.pgn
 import numpy as np
 import pytest
 from cli_helpers import cli
 
-from transcend.engine.policy import Policy
 from transcend.training.gpu_run import Knobs, model_size, plan, rejoin, split
 from transcend.training.model import CONFIGS, GPT
-
-
-def heldout_pgn(path: Path, games: int = 12) -> Path:
-    rng = random.Random(4)
-    with open(path, "w") as fh:
-        for g in range(games):
-            board = chess.Board()
-            while not board.is_game_over() and board.ply() < 50:
-                board.push(rng.choice(list(board.legal_moves)))
-            game = chess.pgn.Game.from_board(board)
-            game.headers["White"], game.headers["Black"] = f"expert{g % 2}", "expert"
-            print(game, file=fh, end="\n\n")
-    return path
 
 
 def test_model_size_counts_like_the_model() -> None:
@@ -87,50 +68,31 @@ def test_user_mistakes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 2 and "Traceback" not in err
 
 
-def test_pack_then_dry_run_brings_back_a_model_that_plays(
-        tiny_data: Path, stockfish: str, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    carry = tmp_path / "carry"
-    code, err = cli(["gpu-pack", "--data", str(tiny_data), "--heldout",
-                     str(heldout_pgn(tmp_path / "heldout.pgn")), "--out", str(carry),
-                     "--positions", "8", "--nodes", "300", "--level", "3", "--no-wheels",
-                     "--stockfish", stockfish], capsys)
-    assert code == 0, err
-    packed = json.loads((carry / "carry.json").read_text())
-    assert packed["data"]["train_tokens"] == (tiny_data / "train.bin").stat().st_size
-    assert packed["data"]["ratio"] > 1.5 and packed["advantage"]["positions"] == 8
+def test_compile_is_skipped_at_once_without_a_compiler(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
 
-    # In its own process, as on the GPU machine: the run changes process-wide state (threads,
-    # signal handlers, torch.compile) that later tests must not inherit.
-    out = tmp_path / "back"
-    done = subprocess.run(
-        [sys.executable, "-m", "transcend.training.cli", "gpu-run", "--carry", str(carry),
-         "--out", str(out), "--dry-run", "--budget", "20", "--reserve", "6", "--games", "2"],
-        capture_output=True, text=True, timeout=300)
-    code, err = done.returncode, done.stderr
-    assert code == 0, err
-    files = sorted(p.name for p in out.iterdir())
-    assert len(files) <= 8 and {"checks.json", "metrics.jsonl", "summary.json",
-                                "summary.md"} <= set(files)
-    summary = json.loads((out / "summary.json").read_text())
-    checks = json.loads((out / "checks.json").read_text())
-    assert not summary.get("errors"), summary.get("errors")
-    assert checks["bf16_vs_fp32"]["agrees"] and checks["compile"]["works"]
-    assert checks["throughput_eager"]["tokens_per_s"] > 0
-    assert summary["plan"]["config"] == "tiny" and summary["training"]["step"] >= 1
-    assert summary["advantage"]["positions"] == 8 and summary["advantage"]["cache_hits"] == 8
-    # The budget is small: at least one game, and no game started after it was spent.
-    assert 1 <= summary["match"]["games"] <= 2
-    # The tiny model is split like a big one, and the documented command joins it.
-    export = summary["export"]
-    assert export["fp16"] and len(export["files"]) >= 2
-    subprocess.run("cat back/model.onnx.part-* > model.onnx", shell=True, check=True,
-                   cwd=tmp_path)
-    model = tmp_path / "model.onnx"
-    assert hashlib.sha256(model.read_bytes()).hexdigest() == export["sha256"]
-    board = chess.Board()
-    move = Policy(model, device="cpu").choose(board, 1.0, "token", np.random.default_rng(0)).move
-    assert move in board.legal_moves
+    from transcend.training.gpu_checks import compile_blocker
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    # The rehearsal's eager backend compiles nothing.
+    assert compile_blocker("eager", cuda) is None and compile_blocker(None, cuda) is None
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gcc, clang, g++ or clang++ on it
+    assert "no C compiler for triton's launcher (gcc or clang, or $CC)" in \
+        compile_blocker("inductor", cuda)
+    assert "no C++ compiler" in compile_blocker("inductor", cpu)
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert "$CC=/nonexistent/cc is not an executable" in compile_blocker("inductor", cuda)
+    # A compiler found the way triton finds one: $CC, else gcc (here a stand-in on PATH).
+    gcc = tmp_path / "gcc"
+    gcc.write_text("#!/bin/sh\n")
+    gcc.chmod(0o755)
+    monkeypatch.delenv("CC")
+    assert compile_blocker("inductor", cuda) is None
+    monkeypatch.setenv("CC", str(gcc))
+    assert compile_blocker("inductor", cuda) is None
 
 
 def test_weights_come_back_when_the_export_fails(tiny_data: Path, tmp_path: Path) -> None:

@@ -95,3 +95,14 @@ def test_every_package_folder_is_in_the_wheel() -> None:
             parts = init.parent.relative_to(ROOT / folder).parts
             name = ".".join([package, *parts])
             assert name in listed, f"{name} is missing from pyproject.toml's packages"
+
+
+def test_the_repository_root_is_the_transcend_package() -> None:
+    # docs/gpu-run.md imports the project unbuilt, through a link named `transcend` to the
+    # repository: that holds while every package transcend.X lives in the top-level folder X.
+    root = ROOT
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package, folder in setup["package-dir"].items():
+        assert package == f"transcend.{folder}", (package, folder)
+    for package in setup["packages"]:
+        assert (root / package.removeprefix("transcend.").replace(".", "/")).is_dir(), package

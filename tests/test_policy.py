@@ -324,6 +324,59 @@ def test_metadata_and_bad_files(tiny_onnx: Path, tmp_path: Path) -> None:
         Policy(truncated)
 
 
+def _with_metadata(source: Path, out: Path, **changes: str | None) -> Path:
+    """A copy of ``source`` with metadata entries set (a value) or removed (None), as an older
+    or damaged export would have them."""
+    import onnx
+
+    proto = onnx.load(str(source))
+    kept = [p for p in proto.metadata_props if p.key not in changes]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in changes.items():
+        if value is not None:
+            proto.metadata_props.add(key=key, value=value)
+    out.write_bytes(proto.SerializeToString())
+    return out
+
+
+def test_absent_optional_metadata_stays_absent(tiny_onnx: Path, tmp_path: Path) -> None:
+    from transcend.training.export import export_onnx, metadata_for
+    from transcend.training.model import CONFIGS, GPT
+
+    # Data without ratings (the manifest says null): no max_rating in the file at all.
+    model = GPT(CONFIGS["tiny"])
+    meta = metadata_for(model, {"data": {"max_rating": None}})
+    assert "max_rating" not in meta and "None" not in meta.values()
+    # Nor does an old file's "None" travel on when its metadata is written again (upgrade-model).
+    export_onnx(model, tmp_path / "again.onnx", meta | {"max_rating": "None"})
+    assert "max_rating" not in read_metadata(tmp_path / "again.onnx")
+    # Files exported before that rule hold the string "None": they load, with no rating.
+    old = _with_metadata(tiny_onnx, tmp_path / "old.onnx", max_rating="None")
+    assert read_metadata(old)["max_rating"] == "None"
+    assert read_model_info(old).max_rating is None
+    board = chess.Board()
+    move = Policy(old, device="cpu").choose(board, 1.0, "token", np.random.default_rng(0)).move
+    assert move in board.legal_moves
+    bare = _with_metadata(tiny_onnx, tmp_path / "bare.onnx", max_rating=None, n_params=None)
+    info = read_model_info(bare)
+    assert (info.max_rating, info.n_params, info.block_size) == (None, None, 1023)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"head_dim": None}, "incomplete metadata: no head_dim"),
+    ({"block_size": "None"}, "incomplete metadata: no block_size"),
+    ({"n_layer": "two"}, "bad n_layer in its metadata: 'two'"),
+    ({"max_rating": "high"}, "bad max_rating in its metadata: 'high'"),
+])
+def test_bad_metadata_is_one_line_naming_the_field(
+        tiny_onnx: Path, tmp_path: Path, changes: dict[str, str | None], message: str) -> None:
+    path = _with_metadata(tiny_onnx, tmp_path / "damaged.onnx", **changes)
+    with pytest.raises(ModelError, match=message) as exc:
+        read_model_info(path)
+    assert len(str(exc.value).splitlines()) == 1
+
+
 def test_calibration_is_read(tiny_onnx: Path, tmp_path: Path) -> None:
     from transcend.evaluation.sweep import write_metadata_calibration
 

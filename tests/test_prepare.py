@@ -216,6 +216,48 @@ def test_split_is_by_game_text(tmp_path: Path) -> None:
     assert manifest["games"]["train"] == len(train) and manifest["games"]["val"] == len(val)
 
 
+def split_rank(transcript: str) -> int:
+    """The split's hash of a game: blake2b-64 of its transcript without the game start."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(transcript[1:].encode(), digest_size=8).digest(), "big")
+
+
+def test_a_few_games_still_give_a_validation_set(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    pgn, expected = random_pgn(12, seed=6)
+    # None of these games hashes below 5%: the plain rule would leave validation empty.
+    assert min(split_rank(t) for t in expected) >= 0.05 * 2**64
+    # The lowest-hashed one is a miniature, too short to evaluate on: the next one goes.
+    assert len(min(expected, key=split_rank)) - 1 < prep.HELD_OUT_MIN_CHARS
+    lowest = min((t for t in expected if len(t) - 1 >= prep.HELD_OUT_MIN_CHARS), key=split_rank)
+    outputs = []
+    for chunk_bytes in (1 << 20, 1500):
+        out = tmp_path / f"out-{chunk_bytes}"
+        src = tmp_path / "in.pgn"
+        src.write_text(pgn + pgn)
+        manifest = prepare([str(src)], out, Filters(), chunk_bytes=chunk_bytes)
+        outputs.append(((out / "train.bin").read_bytes(), (out / "val.bin").read_bytes()))
+    assert outputs[0] == outputs[1]
+    # The lowest-hashed game goes with its copy; training keeps the others in input order.
+    assert games_in(out / "val.bin") == [lowest, lowest]
+    assert games_in(out / "train.bin") == [t for t in expected + expected if t != lowest]
+    assert manifest["games"] == {"seen": 24, "kept": 24, "train": 22, "val": 2, "skipped": 0}
+    assert manifest["tokens"]["val"] == (out / "val.bin").stat().st_size == 2 * len(lowest)
+    assert manifest["split"]["lowest_hash_held_out"] == 2
+    assert manifest["split"]["no_validation"] is None
+
+    # One game (twice): nothing to hold out, and the command says so plainly.
+    single, [game] = random_pgn(1, seed=1, max_plies=70)
+    assert len(game) > prep.HELD_OUT_MIN_CHARS
+    one = tmp_path / "one.pgn"
+    one.write_text(single + single)
+    code, err = cli(["data", "prepare", str(one), "--out", str(tmp_path / "one")], capsys)
+    assert code == 0, err
+    assert not (tmp_path / "one" / "val.bin").exists()
+    assert "no validation set (no game to hold out" in err
+
+
 def test_last_game_start() -> None:
     text = b'[Event "a"]\n[Result "1-0"]\n\n1. e4 1-0\n\n[Event "b"]\n[Result "0-1"]\n\n1. f3 0-1\n'
     cut = last_game_start(text)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from transcend.engine.files import write_atomic
-from transcend.engine.policy import MODEL_FORMAT, cache_feed, cache_names
+from transcend.engine.policy import MODEL_FORMAT, cache_feed, cache_names, optional_field
 from transcend.engine.transcript import VOCAB, VOCAB_SIZE
 from transcend.training.model import GPT, ModelConfig
 
@@ -89,7 +89,8 @@ def metadata_for(model: GPT, ckpt: dict[str, Any]) -> dict[str, str]:
         "data": json.dumps(data),
         "training": json.dumps(ckpt.get("summary") or {}),
     }
-    if "max_rating" in data:
+    # Data without ratings (engine games) has none: the field is then left out, never "None".
+    if data.get("max_rating") is not None:
         meta["max_rating"] = str(data["max_rating"])
     return meta
 
@@ -137,6 +138,8 @@ def export_onnx(model: GPT, out: Path, metadata: dict[str, str], fp16: bool = Fa
     if fp16:
         proto = _to_fp16(proto)
     for key, value in metadata.items():
+        if optional_field(metadata, key) is None:  # e.g. an old file's "None", upgraded
+            continue
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     if fp16:

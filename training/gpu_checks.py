@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
+import sysconfig
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,8 @@ def versions(device: torch.device) -> dict[str, Any]:
         "cuda": torch.version.cuda, "numpy": np.__version__, "onnxruntime": ort.__version__,
         "onnxruntime_providers": ort.get_available_providers(), "cpus": os.cpu_count(),
         "machine": platform.machine(), "device": str(device),
+        # Where the project was imported from: docs/gpu-run.md links it in, unbuilt.
+        "transcend": str(Path(__file__).parents[1]),
     }
     for name in ("onnx", "chess", "zstandard"):
         try:
@@ -41,6 +46,33 @@ def versions(device: torch.device) -> dict[str, Any]:
                    capability=f"{props.major}.{props.minor}",
                    multiprocessors=props.multi_processor_count)
     return out
+
+
+def compile_blocker(backend: str | None, device: torch.device) -> str | None:
+    """Why ``torch.compile`` with ``backend`` cannot work on ``device`` for want of a compiler,
+    or None. Inductor builds triton's CUDA launcher, a C extension, with ``$CC``, else gcc,
+    else clang (as triton looks for them), against Python.h; on the CPU it compiles C++ (``$CXX``,
+    else g++). Without them it fails only after minutes of tracing, so this looks first."""
+    if backend != "inductor":
+        return None
+    if device.type == "cuda":
+        variable, names, what = "CC", ("gcc", "clang"), "C compiler for triton's launcher"
+    else:
+        variable, names, what = "CXX", ("g++", "clang++"), "C++ compiler for inductor's kernels"
+    given = os.environ.get(variable)
+    if given:
+        if not shutil.which(given):
+            return f"${variable}={given} is not an executable: no {what}"
+    elif not any(shutil.which(name) for name in names):
+        return f"no {what} ({' or '.join(names)}, or ${variable})"
+    if device.type == "cuda":
+        # Triton's own choice of headers: Debian's `posix_local` scheme read as `posix_prefix`.
+        scheme = sysconfig.get_default_scheme()
+        scheme = "posix_prefix" if scheme == "posix_local" else scheme
+        header = Path(sysconfig.get_paths(scheme=scheme)["include"]) / "Python.h"
+        if not header.is_file():
+            return f"no {header}: triton's launcher cannot be built (Python's headers missing)"
+    return None
 
 
 def _sync(device: torch.device) -> None:

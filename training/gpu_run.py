@@ -351,8 +351,13 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
         summary["legal_rate"] = (summary.get("training") or {}).get("legal_rate")
         summary["elapsed_s"] = round(time.time() - clock.start, 1)
         write_atomic(out / "checks.json", json.dumps(checks, indent=2, default=str).encode())
-        write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str).encode())
-        write_atomic(out / "summary.md", summary_markdown(summary, checks).encode())
+        # Twice: what comes back is measured with the summary files written, then recorded in
+        # them (which changes their size by a few bytes).
+        for _ in range(2):
+            write_atomic(out / "summary.json",
+                         json.dumps(summary, indent=2, default=str).encode())
+            write_atomic(out / "summary.md", summary_markdown(summary, checks).encode())
+            summary["back"] = check_back(out)
 
     data, info = unpack(carry, work)
     summary["carried"] = info["data"] | {"manifest": None}
@@ -375,7 +380,10 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
     eager = run_stage("throughput eager", lambda: measure(None), summary)
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    compiled = run_stage("throughput compiled", lambda: measure(knobs.compile_backend), summary)
+    # No compiler: skip at once rather than fail after minutes of tracing.
+    blocker = gpu_checks.compile_blocker(knobs.compile_backend, device)
+    compiled = None if blocker else run_stage(
+        "throughput compiled", lambda: measure(knobs.compile_backend), summary)
     checks["throughput_eager"], checks["throughput_compiled"] = eager, compiled
     # Compile pays when it is at least 10% faster: its start-up is counted again in training.
     use_compile = bool(compiled and eager and compiled["finite"]
@@ -384,6 +392,9 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
     best = compiled if use_compile else eager
     checks["compile"] = {"works": bool(compiled and compiled["finite"]),
                          "backend": knobs.compile_backend, "used_for_training": use_compile}
+    if blocker:
+        checks["compile"]["skipped"] = blocker
+        click.echo(f"[gpu-run] torch.compile skipped: {blocker}", err=True)
 
     train_seconds = max(5.0, clock.left() - knobs.reserve_s)
     choice = plan(knobs, best, data_tokens, train_seconds)
@@ -426,7 +437,6 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
             summary["weights"] = {"files": split(weights, out, knobs.part_mib),
                                   "rejoin": f"cat {out.name}/model.pt.part-* > model.pt"}
     save()
-    summary["back"] = check_back(out)
     return summary
 
 
@@ -451,6 +461,8 @@ def summary_markdown(summary: dict[str, Any], checks: dict[str, Any]) -> str:
             lines.append(f"- {key}: {t['config']} batch {t['batch']} x {t['block']}, "
                          f"{t['tokens_per_s']:,.0f} tokens/s"
                          + (f", MFU {mfu:.1%} of the measured bf16 peak" if mfu else ""))
+    if (checks.get("compile") or {}).get("skipped"):
+        lines.append(f"- torch.compile skipped: {checks['compile']['skipped']}")
     cuda = checks.get("onnx_cuda") or {}
     lines.append(f"- ONNX on CUDA: {cuda.get('note') or cuda}")
     lines += ["", f"Plan: {p.get('config')}, batch {p.get('batch_size')}, {p.get('steps')} "
@@ -470,6 +482,10 @@ def summary_markdown(summary: dict[str, Any], checks: dict[str, Any]) -> str:
         lines += ["", f"Advantage on {a['positions']} held-out positions:", "", a["table"]]
     if summary.get("errors"):
         lines += ["", "Errors:"] + [f"- {k}: {v}" for k, v in summary["errors"].items()]
+    back = summary.get("back") or {}
+    if back:
+        lines += ["", f"Back: {back['files']} files, {back['mib']} MiB "
+                      f"({'fits' if back['fits'] else 'DOES NOT FIT'})."]
     lines += ["", f"Seconds per stage: {summary.get('seconds')}", ""]
     return "\n".join(lines)
 
@@ -504,7 +520,12 @@ def gpu_run_command(carry: Path, out: Path, budget: float | None, dry_run: bool,
     if games is not None:
         knobs.match_games = games
     summary = gpu_run(carry, out, budget or (60.0 if dry_run else 540.0), knobs, work)
-    back = summary["back"]
+    back, errors = summary["back"], summary.get("errors", {})
     click.echo(f"{out}: {back['files']} files, {back['mib']} MiB ("
                f"{'fits' if back['fits'] else 'DOES NOT FIT'} what comes back); "
-               f"{len(summary.get('errors', {}))} stage errors; {summary['elapsed_s']} s")
+               f"{len(errors)} stage errors; {summary['elapsed_s']} s")
+    # A rehearsal is there to find what fails: it fails with it. The real run's files come
+    # back either way, so it ends as usual.
+    if dry_run and errors:
+        raise click.ClickException(f"the rehearsal had {len(errors)} stage errors: "
+                                   f"{'; '.join(f'{k}: {v}' for k, v in errors.items())}")

@@ -9,12 +9,14 @@ which is what makes this tens of times faster than ``chess.pgn.read_game``.
 Outputs in ``--out DIR`` (see ``docs/transcript-format.md``):
 
 - ``train.bin`` / ``val.bin``: the stream ``;game;game...`` as uint8 token ids (``numpy.memmap``);
-  no ``val.bin`` when no game went to validation (``--val-fraction 0``);
+  no ``val.bin`` when no game went to validation (``--val-fraction 0``, or a single game);
 - ``manifest.json``: inputs, filters, games kept and skipped by reason, tokens, split, ratings.
 
 A game goes to ``val.bin`` when a hash of its transcript falls below ``--val-fraction``, so the
 split does not depend on the order of inputs, the chunking or the number of workers, and copies
-of one game always land on the same side.
+of one game always land on the same side. When that leaves validation empty (a few dozen games),
+the lowest-hashed game of at least 64 characters goes there with its copies, so that any two
+distinct games give a validation set.
 """
 
 from __future__ import annotations
@@ -92,6 +94,11 @@ class InputError(ValueError):
     """An input that cannot be read to its end (a missing file, a broken zstd stream)."""
 
 
+# A game held out so that validation is not empty must be long enough for the trainer's
+# shortest validation window (16 tokens); a miniature would stop training instead.
+HELD_OUT_MIN_CHARS = 64
+
+
 class NoGamesKept(ValueError):
     """Not one game survived: nothing was written."""
 
@@ -129,6 +136,10 @@ class ChunkResult:
     skipped: Counter[str] = field(default_factory=Counter)
     ratings: tuple[int, int] | None = None  # (lowest, highest) among kept games
     ratings_seen: tuple[int, int] | None = None  # among all games read
+    # The training game with the lowest split hash (of those at least HELD_OUT_MIN_CHARS long),
+    # as (hash, token ids with its ';'): it goes
+    # to validation when no game's hash fell below the threshold (see _hold_out).
+    lowest_train: tuple[int, bytes] | None = None
 
 
 def _span(values: list[int | None]) -> tuple[int, int] | None:
@@ -384,6 +395,7 @@ def process_chunk(chunk: bytes, f: Filters) -> ChunkResult:
     ratings: list[int | None] = []
     start = GAME_START.encode()
     blake2b = hashlib.blake2b
+    lowest: tuple[int, bytes] | None = None
     token_lists, bad = _clean_movetexts(bodies)
     for (headless, white, black), tokens in zip(survivors, token_lists, strict=True):
         reason = None
@@ -413,14 +425,19 @@ def process_chunk(chunk: bytes, f: Filters) -> ChunkResult:
             skipped["not_pgn" if headless and reason != "no_moves" else reason] += 1
             continue
         out.plies += len(tokens)
-        if int.from_bytes(blake2b(line, digest_size=8).digest(), "big") < threshold:
+        rank = int.from_bytes(blake2b(line, digest_size=8).digest(), "big")
+        if rank < threshold:
             val.append(start + line)
         else:
             train.append(start + line)
+            if len(line) >= HELD_OUT_MIN_CHARS and (lowest is None or rank < lowest[0]):
+                lowest = (rank, start + line)
         ratings.append(white)
         ratings.append(black)
     out.kept_train, out.kept_val = len(train), len(val)
     out.ratings = _span(ratings)
+    if lowest is not None:
+        out.lowest_train = (lowest[0], encode(lowest[1].decode("ascii")).tobytes())
     # Every character already passed the SAN pattern, so encoding cannot fail here.
     out.train = encode(b"".join(train).decode("ascii")).tobytes()
     out.val = encode(b"".join(val).decode("ascii")).tobytes()
@@ -631,6 +648,7 @@ class Totals:
     skipped: Counter[str] = field(default_factory=Counter)
     ratings: tuple[int, int] | None = None
     ratings_seen: tuple[int, int] | None = None
+    lowest_train: tuple[int, bytes] | None = None
 
     def add(self, r: ChunkResult) -> None:
         self.seen += r.seen
@@ -640,10 +658,39 @@ class Totals:
         self.skipped.update(r.skipped)
         self.ratings = _merge(self.ratings, r.ratings)
         self.ratings_seen = _merge(self.ratings_seen, r.ratings_seen)
+        if r.lowest_train and (not self.lowest_train or r.lowest_train < self.lowest_train):
+            self.lowest_train = r.lowest_train
 
     @property
     def kept(self) -> int:
         return self.kept_train + self.kept_val
+
+
+def _hold_out(game: bytes, train: _TempOutput, val: _TempOutput, totals: Totals) -> int:
+    """Move ``game`` (token ids) and its copies from training to validation; returns the games
+    moved (0 when every training game is a copy of it: nothing would be left).
+
+    The game is the lowest-hashed one long enough to evaluate on: the hash rule with its
+    threshold raised just enough, so the split still does not depend on order or chunking. This
+    runs only when no game fell below the threshold, which at the default 5% means a few dozen
+    games at most: reading the whole train.bin back is cheap then.
+    """
+    train.fh.flush()
+    data = train.tmp.read_bytes()
+    sep = encode(GAME_START).tobytes()
+    games = [sep + g for g in data.split(sep)[1:]]
+    kept = [g for g in games if g != game]
+    moved = len(games) - len(kept)
+    if not kept:
+        return 0
+    train.fh.seek(0)
+    train.fh.truncate()
+    train.size = 0
+    train.write(b"".join(kept))
+    val.write(game * moved)
+    totals.kept_train -= moved
+    totals.kept_val += moved
+    return moved
 
 
 def prepare(
@@ -705,6 +752,10 @@ def prepare(
             if errors:
                 row["error"] = "; ".join(errors)
             input_rows.append(row)
+        held_out = 0
+        if (totals.kept_val == 0 and totals.kept_train >= 2 and filters.val_fraction > 0
+                and totals.lowest_train is not None):
+            held_out = _hold_out(totals.lowest_train[1], train, val, totals)
         manifest = {
             "format": FORMAT,
             "vocab": VOCAB,
@@ -726,8 +777,15 @@ def prepare(
             "val_fraction": filters.val_fraction,
             "split": {
                 "by": "game",
-                "method": "blake2b-64 of the transcript < val_fraction * 2**64",
+                "method": "blake2b-64 of the transcript < val_fraction * 2**64; when no game "
+                          "is below, the game with the lowest hash (and its copies)",
                 "val_fraction": filters.val_fraction,
+                "lowest_hash_held_out": held_out,
+                "no_validation": None if totals.kept_val else (
+                    "--val-fraction 0" if filters.val_fraction == 0 else
+                    "only one game kept" if totals.kept < 2 else
+                    f"no game to hold out: every game of at least {HELD_OUT_MIN_CHARS} "
+                    "characters is a copy of one (or there is none)"),
             },
             "rating_range": list(totals.ratings) if totals.ratings else None,
             "rating_range_seen": list(totals.ratings_seen) if totals.ratings_seen else None,

@@ -26,12 +26,16 @@ def _summary(manifest: dict[str, Any], seconds: float) -> str:
     games, tokens = manifest["games"], manifest["tokens"]
     skipped = ", ".join(f"{k} {v:,}" for k, v in manifest["skipped"].items() if v) or "none"
     rate = games["seen"] / seconds if seconds > 0 else 0.0
-    return (
+    line = (
         f"{games['seen']:,} games read, {games['kept']:,} kept "
         f"(train {games['train']:,} games / {tokens['train']:,} tokens, "
         f"val {games['val']:,} / {tokens['val']:,}); skipped: {skipped}; "
         f"{seconds:.1f} s, {rate:,.0f} games/s"
     )
+    if games["val"]:
+        return line
+    return (f"{line}\nno validation set ({manifest['split']['no_validation']}): training will "
+            "report no validation loss")
 
 
 @click.command("prepare")
@@ -45,7 +49,8 @@ def _summary(manifest: dict[str, Any], seconds: float) -> str:
 @click.option("--min-base-time", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Keep games whose TimeControl starts with at least this many seconds.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.05,
-              show_default=True, help="Share of games (by a hash of the game) for val.bin.")
+              show_default=True, help="Share of games (by a hash of the game) for val.bin; at "
+                   "least one game whenever two or more differ.")
 @click.option("--validate", is_flag=True,
               help="Replay every game with python-chess; drop games with illegal moves (slow).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,

@@ -671,5 +671,11 @@ def train_command(data: Path | None, out: Path, config_name: str, resume: bool, 
     except TrainingStopped as exc:
         raise click.ClickException(str(exc)) from None
     if int(os.environ.get("RANK", "0")) == 0:
-        click.echo(f"{out}: step {result['step']}, {result['tokens']:,} tokens, "
-                   f"best val loss {result['best_val_loss']:.4f}", err=True)
+        best = result["best_val_loss"]
+        # train() has filled cfg.data in from the checkpoint when resuming without --data.
+        val_bin = Path(cfg.data) / "val.bin"
+        val = (f"best val loss {best:.4f}" if math.isfinite(best) else
+               f"no validation set ({val_bin} does not exist)" if not val_bin.exists() else
+               "no validation loss yet")
+        click.echo(f"{out}: step {result['step']}, {result['tokens']:,} tokens, {val}",
+                   err=True)
