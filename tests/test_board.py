@@ -222,9 +222,9 @@ def test_export_drops_the_head_and_the_engine_plays(trained_pair: dict[str, Path
     assert models["board"].stat().st_size == pytest.approx(models["plain"].stat().st_size,
                                                            rel=0.01)
     policy = Policy(models["board"], threads=1)
-    board = chess.Board()
+    board, rng = chess.Board(), np.random.default_rng(0)
     for _ in range(6):
-        move = policy.choose(board, temperature=0.01).move
+        move = policy.choose(board, 0.01, "token", rng).move
         assert move in board.legal_moves
         board.push(move)
 
