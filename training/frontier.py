@@ -365,8 +365,11 @@ def write_joint_list(lay: Layout, bests: Sequence[Snapshot]) -> Path:
     from transcend.evaluation.ratings import format_table, rate, read_outcomes
 
     pgns = [lay.games(best.name) / "games.pgn" for best in bests]
-    ratings = rate(read_outcomes(pgns), "bt", {"random": 0.0}, 1.0)
     path = lay.out / "games" / "joint.md"
+    if all(is_newer(path, pgn) for pgn in pgns):
+        log_stage("games", f"{path} is up to date: skipped")
+        return path
+    ratings = rate(read_outcomes(pgns), "bt", {"random": 0.0}, 1.0)
     write_atomic(path, format_table(ratings, "Maximum-likelihood Elo, random mover = 0, the "
                                     "games of " + ", ".join(b.name for b in bests)) + "\n")
     log_stage("games", str(path))
