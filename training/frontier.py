@@ -364,7 +364,8 @@ def write_joint_list(lay: Layout, bests: Sequence[Snapshot]) -> Path:
     """One rating list (random mover = 0) over the games of every snapshot that played."""
     from transcend.evaluation.ratings import format_table, rate, read_outcomes
 
-    pgns = [lay.games(best.name) / "games.pgn" for best in bests]
+    # Each sweep's own games, and the opponents' round robin where one was played.
+    pgns = [pgn for best in bests for pgn in sorted(lay.games(best.name).glob("*.pgn"))]
     path = lay.out / "games" / "joint.md"
     if all(is_newer(path, pgn) for pgn in pgns):
         log_stage("games", f"{path} is up to date: skipped")
