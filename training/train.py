@@ -354,10 +354,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             raise click.UsageError(f"--board-at {cfg.board_at!r}: one of {', '.join(BOARD_AT)}")
         if cfg.board_layer < 0:
             cfg.board_layer = default_board_layer(model_cfg.n_layer)
-        if cfg.board_layer > model_cfg.n_layer:
-            raise click.UsageError(f"--board-layer {cfg.board_layer}: the model has layers "
-                                   f"0-{model_cfg.n_layer} (0: the embeddings)")
-        supervised = BoardSupervised(model, cfg.board_layer).to(device)
+        try:
+            supervised = BoardSupervised(model, cfg.board_layer).to(device)
+        except ValueError as exc:
+            raise click.UsageError(f"--board-layer: {exc} (0: the embeddings)") from None
         train_boards = BoardTargets(train_windows.tokens, cfg.board_at)
         if not train_boards.any_replays():
             raise click.ClickException(
