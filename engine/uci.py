@@ -25,6 +25,13 @@ from typing import TextIO
 import chess
 import numpy as np
 
+from transcend.engine.convert import (
+    MAX_MARGIN,
+    ConvertOptions,
+    Plan,
+    material_cp,
+    plan,
+)
 from transcend.engine.policy import (
     DEVICES,
     MODES,
@@ -40,10 +47,6 @@ from transcend.engine.policy import (
 AUTHOR = "the transcend authors"
 DEFAULT_TEMPERATURE = 0.01
 TOP_MOVES_SHOWN = 5
-# Plain material values for the `score` field: the engine does not evaluate positions.
-PIECE_CP = {
-    chess.PAWN: 100, chess.KNIGHT: 300, chess.BISHOP: 300, chess.ROOK: 500, chess.QUEEN: 900
-}
 MOVES_TO_GO = 30  # assumed moves left in a sudden-death time control, for the think-time cap
 GO_NUMBERS = ("wtime", "btime", "winc", "binc", "movestogo", "movetime", "depth", "nodes", "mate")
 GO_FLAGS = ("infinite", "ponder")
@@ -102,14 +105,6 @@ def temperature_for_elo(calibration: list[tuple[float, float]], elo: float) -> f
     return temps[-1]
 
 
-def material_cp(board: chess.Board, color: chess.Color) -> int:
-    """Material balance for ``color`` in centipawns (P 100, N 300, B 300, R 500, Q 900)."""
-    total = 0
-    for piece, value in PIECE_CP.items():
-        total += value * (len(board.pieces(piece, color)) - len(board.pieces(piece, not color)))
-    return total
-
-
 @dataclass
 class Settings:
     """The option values; command-line flags set the initial ones."""
@@ -129,6 +124,7 @@ class Settings:
     hash_mb: int = 16  # declared for bots and GUIs; no effect
     syzygy_path: str = ""  # likewise
     show_wdl: bool = False  # likewise
+    convert: ConvertOptions = field(default_factory=ConvertOptions)
 
 
 @dataclass
@@ -201,9 +197,9 @@ class Search(threading.Thread):
             elif not legal:
                 lines.append("info string no legal move")
             else:
-                choice = engine.choose(policy, self.board, moves)
+                choice, rules = engine.choose(policy, self.board, moves)
                 best = self.board.uci(choice.move)
-                lines += engine.report(self.board, choice, self.start_time)
+                lines += engine.report(self.board, choice, rules, self.start_time)
                 after = self.board.copy()
                 after.push(choice.move)
         except Exception as exc:  # noqa: BLE001 - whatever fails, the GUI still gets a bestmove
@@ -246,6 +242,7 @@ class Engine:
         self._pending_lock = threading.Lock()
         self._fen_warned = False
         self._clear_cache = False  # "Clear Hash": the next search starts with an empty cache
+        self._announced = ""  # the conversion rules last announced
         self.info: ModelInfo | None = None
         self.rng = np.random.default_rng(settings.seed or None)
         self._read_info()
@@ -334,7 +331,8 @@ class Engine:
 
     def choose(
         self, policy: Policy, board: chess.Board, moves: list[chess.Move] | None
-    ) -> Choice:
+    ) -> tuple[Choice, Plan]:
+        """The move, and the conversion rules' plan that it was sampled under."""
         if self._clear_cache:
             self._clear_cache = False
             policy.reset()  # here, not in setoption: no search is running now
@@ -344,22 +342,35 @@ class Engine:
                 "info string position without game history (position fen): the prompt "
                 "starts at the FEN's move number and the model plays weaker than from startpos"
             )
+        temperature = self.effective_temperature()
+        candidates = moves if moves is not None else list(board.legal_moves)
+        rules = (Plan(candidates, temperature) if self.settings.mode == "paper"
+                 else plan(board, candidates, temperature, self.settings.convert))
         # One info line per MultiPV entry needs every move's probability; otherwise `token`
-        # mode may sample the move alone, which is cheaper for large models.
-        return policy.choose(board, self.effective_temperature(), self.settings.mode, self.rng,
-                             moves, distribution=self.settings.multipv > 1)
+        # mode may sample the move alone, which is cheaper for large models. Unless a rule
+        # acted, the policy gets exactly what it would without the rules.
+        choice = policy.choose(board, rules.temperature, self.settings.mode, self.rng,
+                               rules.moves if rules.rules else moves,
+                               distribution=self.settings.multipv > 1)
+        return choice, rules
 
-    def report(self, board: chess.Board, choice: Choice, start: float) -> list[str]:
-        """The info lines for a chosen move: top moves, then one line per MultiPV entry."""
+    def convert_rules(self) -> str:
+        """The conversion rules in force, as the engine announces them."""
+        if self.settings.mode == "paper":
+            return "convert off (paper mode)"
+        return self.settings.convert.describe(self.effective_temperature())
+
+    def report(self, board: chess.Board, choice: Choice, rules: Plan,
+               start: float) -> list[str]:
+        """The info lines for a chosen move: top moves, then one line per MultiPV entry, then
+        the conversion rules: those in force on a game's first move, those that acted."""
         ms = max(0, round((time.monotonic() - start) * 1000))
         nodes = choice.nodes
         nps = round(nodes * 1000 / max(ms, 1))
         ranked = sorted(choice.probabilities.items(), key=lambda kv: -kv[1])
         top = " ".join(f"{board.san(m)} {p:.4f}" for m, p in ranked[:TOP_MOVES_SHOWN])
         label = "top" if choice.complete else "chosen"
-        lines = [
-            f"info string {self.settings.mode} T={self.effective_temperature():g} {label} {top}"
-        ]
+        lines = [f"info string {self.settings.mode} T={rules.temperature:g} {label} {top}"]
         if choice.illegal_attempts:
             tried = " | ".join(repr(a) for a in choice.attempts)
             tail = " fallback token" if choice.fallback else ""
@@ -373,6 +384,17 @@ class Engine:
                 f"info depth 1 seldepth 1 multipv {k} score cp {cp} nodes {nodes} nps {nps} "
                 f"time {ms} pv {board.uci(move)}"
             )
+        # Last: python-chess, and so the tournament runner, keeps a move's last info string.
+        # In paper mode that is the illegal attempts' line, and no rule ever acts.
+        said = []
+        if (announce := self.convert_rules()) != self._announced:
+            self._announced = announce
+            said.append(announce)
+        if rules.rules:
+            said.append("convert acted " + " ".join(rules.rules))
+        if said:
+            lines.insert(1 if self.settings.mode == "paper" else len(lines),
+                         "info string " + "; ".join(said))
         return lines
 
     def think_delay(self, turn: chess.Color, params: GoParams) -> float:
@@ -411,6 +433,7 @@ class Engine:
 
     def cmd_uci(self, args: list[str]) -> None:
         s = self.settings
+        c = s.convert
         model = s.model or (str(default_model_path()) if self.model_path() else "<empty>")
         lines = [
             f"id name transcend {_version()}",
@@ -433,6 +456,12 @@ class Engine:
             "option name Clear Hash type button",
             f"option name SyzygyPath type string default {s.syzygy_path or '<empty>'}",
             "option name UCI_ShowWDL type check default " + _bool_text(s.show_wdl),
+            "option name Convert type check default " + _bool_text(c.enabled),
+            f"option name ConvertMargin type spin default {c.margin} min 1 max {MAX_MARGIN}",
+            "option name ConvertMate type check default " + _bool_text(c.mate),
+            "option name ConvertAvoidDraws type check default " + _bool_text(c.avoid_draws),
+            f"option name ConvertRepetitionTemperature type string default "
+            f"{c.repeat_temperature:g}",
         ]
         if self.info and self.info.calibration:
             low, high = self._elo_range()
@@ -462,6 +491,7 @@ class Engine:
 
     def cmd_ucinewgame(self, args: list[str]) -> None:
         self._fen_warned = False
+        self._announced = ""  # every game's log names the rules it was played with
         self.board = chess.Board(chess960=self.settings.chess960)
         self._position_key = ("startpos", [])
 
@@ -526,6 +556,19 @@ class Engine:
             s.syzygy_path = "" if value == "<empty>" else value
         elif key == "uci_showwdl":
             s.show_wdl = _check(name, value)
+        elif key == "convert":
+            s.convert.enabled = _check(name, value)
+        elif key == "convertmargin":
+            s.convert.margin = _spin(name, value, 1, MAX_MARGIN)
+        elif key == "convertmate":
+            s.convert.mate = _check(name, value)
+        elif key == "convertavoiddraws":
+            s.convert.avoid_draws = _check(name, value)
+        elif key == "convertrepetitiontemperature":
+            try:
+                s.convert.repeat_temperature = parse_temperature(value)
+            except UciError as exc:
+                raise UciError(f"option {name}: {exc}") from None
         elif key in ("uci_limitstrength", "uci_elo") and not (self.info and self.info.calibration):
             raise UciError(f"option {name} needs a model with an Elo calibration (made by "
                            "`transcend sweep`); this one has none, set Temperature instead")

@@ -28,6 +28,8 @@ import chess.pgn
 import click
 import numpy as np
 
+from transcend.evaluation.endings import endings_table, read_endings, tally
+
 PAPER_ANCHORS = {1: 1552.0, 3: 1842.0, 5: 2142.0}
 GLICKO_SCALE = 173.7178  # 400 / ln(10): Glicko-2's internal unit in Elo points
 ELO_K = math.log(10) / 400  # logistic slope of the Elo curve
@@ -364,9 +366,11 @@ def rate(outcomes: Sequence[Outcome], method: str, anchors: dict[str, float] | N
               show_default=True, help="Maximum-likelihood Elo, the paper's Glicko-2, or both.")
 @click.option("--prior-draws", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
               help="Virtual draws added between every pair that met (bt only).")
+@click.option("--endings", is_flag=True,
+              help="Also say why each player's games ended, with draws while ahead.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def ratings_command(pgn: tuple[Path, ...], anchor_texts: tuple[str, ...], anchor_labels: bool,
-                    method: str, prior_draws: float, as_json: bool) -> None:
+                    method: str, prior_draws: float, endings: bool, as_json: bool) -> None:
     """A rating list from PGN files (merged in the order given)."""
     outcomes = read_outcomes(pgn)
     if not outcomes:
@@ -376,10 +380,12 @@ def ratings_command(pgn: tuple[Path, ...], anchor_texts: tuple[str, ...], anchor
         anchors = spec_anchors(outcomes, labels=anchor_labels)
     methods = ["bt", "glicko"] if method == "both" else [method]
     results = {m: rate(outcomes, m, anchors, prior_draws) for m in methods}
+    ended = tally(read_endings(pgn), _players(outcomes)) if endings else []
     if as_json:
         payload = {"games": len(outcomes), "anchors": anchors,
                    **{m: [{**asdict(r), "score": r.score} for r in rs] for m, rs in
-                      results.items()}}
+                      results.items()},
+                   **({"endings": [row.as_dict() for row in ended]} if endings else {})}
         click.echo(json.dumps(payload, indent=2))
         return
     titles = {"bt": "Maximum-likelihood Elo (Bradley-Terry, draws = half wins)",
@@ -390,3 +396,6 @@ def ratings_command(pgn: tuple[Path, ...], anchor_texts: tuple[str, ...], anchor
     for m, rs in results.items():
         click.echo()
         click.echo(format_table(rs, titles[m]))
+    if endings:
+        click.echo()
+        click.echo(endings_table(ended))

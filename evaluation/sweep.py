@@ -25,6 +25,7 @@ import click
 
 from transcend.engine.files import write_atomic, write_figure
 from transcend.engine.policy import read_model_info
+from transcend.evaluation.endings import PlayerEndings, endings_table
 from transcend.evaluation.players import PlayerSpec, parse_spec
 from transcend.evaluation.ratings import (
     Rating,
@@ -37,6 +38,8 @@ from transcend.evaluation.tournament import (
     Settings,
     TimeControl,
     TournamentResult,
+    conversion_lines,
+    result_json,
     run_tournament,
 )
 
@@ -72,6 +75,10 @@ class SweepResult:
     notes: list[str] = field(default_factory=list)
     # The strongest of the opponents marked as the model's training experts, when any are.
     best_expert: Rating | None = None
+    # Why every player's games ended (opponents' round robin included), and the conversion
+    # rules the model played with.
+    endings: list[PlayerEndings] = field(default_factory=list)
+    conversion: list[str] = field(default_factory=list)
 
     def transcends(self) -> bool | None:
         """Whether the best temperature's whole 95% interval lies above the best expert's rating
@@ -186,11 +193,13 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
     played = run_tournament(engines, opponent_specs, games, openings=openings, pgn=pgn,
                             concurrency=concurrency, settings=settings, progress=progress)
     outcomes = played.outcomes()
+    every = TournamentResult(played.players, list(played.games), None)
     if opponent_games and len(opponent_specs) > 1:
         among = run_tournament([], opponent_specs, opponent_games, round_robin=True,
                                openings=openings, pgn=out / "opponents.pgn",
                                concurrency=concurrency, settings=settings, progress=progress)
         outcomes += among.outcomes()
+        every.games += among.games
     notes: list[str] = []
     if anchors:
         anchor_source = "given"
@@ -216,7 +225,11 @@ def run_sweep(model: Path, temps: Sequence[float], opponents: Sequence[str], gam
             glicko = {r.name: r for r in sequential_glicko(own, anchors)}[spec.name]
             row.glicko, row.glicko_lo95, row.glicko_hi95 = glicko.elo, glicko.lo95, glicko.hi95
         rows.append(row)
-    result = SweepResult(rows, ratings, anchors, info.max_rating, out, pgn, notes=notes)
+    result = SweepResult(rows, ratings, anchors, info.max_rating, out, pgn, notes=notes,
+                         endings=every.endings(), conversion=conversion_lines(played))
+    write_atomic(out / "endings.json", (json.dumps(
+        {"endings": [row.as_dict() for row in result.endings], "conversion": result.conversion,
+         "model_games": result_json(played)["games"]}, indent=1) + "\n").encode())
     if expert_names:
         result.best_expert = max((by_name[n] for n in expert_names if n in by_name),
                                  key=lambda r: r.elo)
@@ -335,6 +348,11 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
         interval = "anchor" if r.anchored else f"{r.lo95:.0f} to {r.hi95:.0f}"
         lines.append(f"| {r.name} | {r.elo:.0f} | {interval} | {r.games} | "
                      f"{100 * r.score:.1f}% |")
+    if result.endings:
+        lines += ["", "## Why the games ended", "", "```", endings_table(result.endings)]
+        if result.conversion:
+            lines += ["", *result.conversion]
+        lines += ["```"]
     if result.calibration is not None:
         lines += ["", f"Calibration for UCI_Elo written to `{result.calibration}`."]
     if result.plot is not None:

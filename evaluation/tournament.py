@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
+import logging
 import os
 import random
 import re
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import chess
 import chess.engine
@@ -34,6 +37,16 @@ import click
 
 from transcend.engine.files import write_atomic
 from transcend.evaluation.card import Card, default_card_path, load_card, reading
+from transcend.evaluation.endings import (
+    Ended,
+    PlayerEndings,
+    classify,
+    comment,
+    endings_table,
+    game_result,
+    material_balance,
+    tally,
+)
 from transcend.evaluation.openings import Opening, bundled_openings, load_openings
 from transcend.evaluation.players import PlayerSpec, parse_spec
 from transcend.evaluation.ratings import (
@@ -47,6 +60,10 @@ from transcend.evaluation.ratings import (
 TERMINATIONS = ("normal", "time forfeit", "illegal move", "crash", "adjudication")
 FORFEITS = ("time forfeit", "illegal move", "crash")
 ILLEGAL_INFO = re.compile(r"illegal attempts\s+(\d+)(\s+fallback)?")
+# A transcend engine's conversion rules: those in force (said on a game's first move), and
+# those that changed a move (see engine/convert.py).
+CONVERT_RULES = re.compile(r"\bconvert (off[^;]*|ahead [^;]*)")
+CONVERT_ACTED = re.compile(r"\bconvert acted ([\w -]+)")
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,12 @@ class GameResult:
     illegal: dict[bool, int] = field(default_factory=dict)  # illegal samples reported
     moves: dict[bool, int] = field(default_factory=dict)  # moves the engine answered with
     fallbacks: dict[bool, int] = field(default_factory=dict)  # moves after all samples failed
+    ending: str = ""  # one of endings.ENDINGS
+    material: int = 0  # White's material minus Black's at the end, centipawns
+    # Per colour, for engines that convert won positions (``info string convert ...``): the
+    # rules in force, and how often each changed a move.
+    convert: dict[bool, str] = field(default_factory=dict)
+    acted: dict[bool, dict[str, int]] = field(default_factory=dict)
 
     def illegal_counts(self, name: str) -> tuple[int, int, int]:
         """(illegal samples, engine moves, fallbacks) of player ``name`` in this game."""
@@ -153,6 +176,11 @@ class TournamentResult:
                 points, games = cells.get((me, other), (0.0, 0))
                 cells[me, other] = (points + g.score(me), games + 1)
         return cells
+
+    def endings(self) -> list[PlayerEndings]:
+        """Every player's endings and draws while ahead (see ``endings.tally``)."""
+        return tally((Ended(g.white, g.black, g.result, g.ending, g.material)
+                      for g in self.games), self.names)
 
     def outcomes(self) -> list[Outcome]:
         specs = {p.name: p.text for p in self.players}
@@ -261,6 +289,8 @@ class _Move:
     reason: str = ""
     illegal: int = 0
     fallback: bool = False
+    convert: str = ""  # the conversion rules the engine says are in force
+    acted: tuple[str, ...] = ()  # the rules that changed this move
 
 
 async def _engine_move(slot: EngineSlot, board: chess.Board, limit: chess.engine.Limit,
@@ -285,7 +315,8 @@ async def _engine_move(slot: EngineSlot, board: chess.Board, limit: chess.engine
         if "uci" in text:  # python-chess rejects an illegal or unparsable bestmove this way
             return _Move(failure="illegal move", reason=text.split(" in ")[0])
         return _Move(failure="crash", reason=text)
-    found = ILLEGAL_INFO.search(str(played.info.get("string", "")))
+    said = str(played.info.get("string", ""))
+    found = ILLEGAL_INFO.search(said)
     illegal = int(found.group(1)) if found else 0
     fallback = bool(found and found.group(2))
     if played.move is None or played.move not in board.legal_moves:
@@ -294,7 +325,11 @@ async def _engine_move(slot: EngineSlot, board: chess.Board, limit: chess.engine
     if fallback and paper_forfeit:
         return _Move(failure="illegal move", reason=f"{illegal} illegal samples (paper rule)",
                      illegal=illegal, fallback=True)
-    return _Move(move=played.move, illegal=illegal, fallback=fallback)
+    rules = CONVERT_RULES.search(said)
+    acted = CONVERT_ACTED.search(said)
+    return _Move(move=played.move, illegal=illegal, fallback=fallback,
+                 convert=rules.group(1).strip() if rules else "",
+                 acted=tuple(acted.group(1).split()) if acted else ())
 
 
 def _limit_text(spec: PlayerSpec, settings: Settings) -> str:
@@ -303,19 +338,6 @@ def _limit_text(spec: PlayerSpec, settings: Settings) -> str:
     if spec.has_limit() or settings.tc is None:
         return spec.go_arguments()
     return f"tc {settings.tc}"
-
-
-def game_result(board: chess.Board) -> tuple[str, str] | None:
-    """(result, reason) once the game is over. Threefold repetition and the fifty-move rule end
-    the game when they occur (as cutechess does): checking whether a draw could be claimed with
-    the next move costs a move generation per legal move."""
-    if (outcome := board.outcome()) is not None:
-        return outcome.result(), outcome.termination.name.lower().replace("_", " ")
-    if board.halfmove_clock >= 100:
-        return "1/2-1/2", "fifty-move rule"
-    if board.is_repetition(3):
-        return "1/2-1/2", "threefold repetition"
-    return None
 
 
 async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int, EngineSlot],
@@ -330,16 +352,17 @@ async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int,
     illegal: dict[bool, int] = {}
     moves: dict[bool, int] = {}
     fallbacks: dict[bool, int] = {}
+    convert: dict[bool, str] = {}
+    acted: dict[bool, dict[str, int]] = {}
     key = object()  # a new identity per game: python-chess then sends ucinewgame
     result = termination = reason = ""
     while True:
         if (ended := game_result(board)) is not None:
-            result, reason = ended
-            termination = "normal"
+            result, termination = ended[0], "normal"
             break
         if settings.max_moves and len(board.move_stack) >= 2 * settings.max_moves:
             result, termination = "1/2-1/2", "adjudication"
-            reason = f"still running after {settings.max_moves} moves: scored as a draw"
+            reason = f"still running after {settings.max_moves} moves"
             break
         colour = board.turn
         spec = players[side_index[colour]]
@@ -366,18 +389,22 @@ async def play_game(game: Scheduled, players: list[PlayerSpec], slots: dict[int,
             illegal[colour] = illegal.get(colour, 0) + answer.illegal
             moves[colour] = moves.get(colour, 0) + 1
             fallbacks[colour] = fallbacks.get(colour, 0) + answer.fallback
+        if answer.convert:
+            convert[colour] = answer.convert
+        for rule in answer.acted:
+            acted.setdefault(colour, {})[rule] = acted.get(colour, {}).get(rule, 0) + 1
         if answer.failure:
             result = "0-1" if colour == chess.WHITE else "1-0"
-            termination = answer.failure
-            side = "White" if colour == chess.WHITE else "Black"
-            reason = f"{side} forfeits ({answer.failure}): {answer.reason}"
+            termination, reason = answer.failure, answer.reason
             break
         assert answer.move is not None
         board.push(answer.move)
     record = GameResult(game.index, players[game.white].name, players[game.black].name, result,
                         termination, len(board.move_stack) - book_plies, illegal, moves,
-                        fallbacks)
-    return record, _pgn(record, board, start, game, players, settings, reason, book_plies)
+                        fallbacks, classify(board, termination), material_balance(board),
+                        convert, acted)
+    text = comment(record.ending, result, termination, reason)
+    return record, _pgn(record, board, start, game, players, settings, text, book_plies)
 
 
 def _pgn(record: GameResult, board: chess.Board, start: chess.Board, game: Scheduled,
@@ -399,6 +426,8 @@ def _pgn(record: GameResult, board: chess.Board, start: chess.Board, game: Sched
         for i in (game.white, game.black))
     headers["TimeControl"] = str(settings.tc) if clocked else "-"
     headers["Termination"] = record.termination
+    headers["Ending"] = record.ending
+    headers["Material"] = f"{record.material / 100:+g}"
     headers["PlyCount"] = str(len(board.move_stack))
     for colour, index, side in (("White", game.white, True), ("Black", game.black, False)):
         spec = players[index]
@@ -412,6 +441,10 @@ def _pgn(record: GameResult, board: chess.Board, start: chess.Board, game: Sched
             headers[f"{colour}EngineMoves"] = str(record.moves.get(side, 0))
             headers[f"{colour}IllegalAttempts"] = str(record.illegal.get(side, 0))
             headers[f"{colour}Fallbacks"] = str(record.fallbacks.get(side, 0))
+        if side in record.convert:
+            headers[f"{colour}Convert"] = record.convert[side]
+            headers[f"{colour}Converted"] = ", ".join(
+                f"{rule} {n}" for rule, n in sorted(record.acted.get(side, {}).items())) or "-"
     if settings.max_moves:
         headers["MaxMoves"] = str(settings.max_moves)
     if game.opening is not None and book_plies:
@@ -434,17 +467,37 @@ def read_results(pgn: Path) -> list[tuple[GameResult, str]]:
             if h.get("Result", "*") == "*" or not h.get("Round", "").isdigit():
                 continue
             illegal, moves, fallbacks = {}, {}, {}
+            convert: dict[bool, str] = {}
+            acted: dict[bool, dict[str, int]] = {}
             for colour, side in (("White", True), ("Black", False)):
                 with contextlib.suppress(KeyError, ValueError):
                     illegal[side] = int(h[f"{colour}IllegalAttempts"])
                     moves[side] = int(h[f"{colour}EngineMoves"])
                     fallbacks[side] = int(h[f"{colour}Fallbacks"])
+                if f"{colour}Convert" in h:
+                    convert[side] = h[f"{colour}Convert"]
+                    acted[side] = _counts(h.get(f"{colour}Converted", "-"))
+            # The ending and material come from the final position, so that files written
+            # before they were recorded read the same.
+            termination = h.get("Termination", "normal")
+            board = game.end().board()
             record = GameResult(int(h["Round"]) - 1, h["White"], h["Black"], h["Result"],
-                                h.get("Termination", "normal"), len(list(game.mainline_moves())),
-                                illegal, moves, fallbacks)
+                                termination, len(list(game.mainline_moves())),
+                                illegal, moves, fallbacks, classify(board, termination),
+                                material_balance(board), convert, acted)
             exporter = chess.pgn.StringExporter(headers=True, variations=False, comments=True)
             found.append((record, game.accept(exporter) + "\n\n"))
     return found
+
+
+def _counts(text: str) -> dict[str, int]:
+    """``"avoid-draws 3, mate 1"`` (a PGN header) as counts; ``"-"`` for none."""
+    counts = {}
+    for part in text.split(","):
+        rule, _, n = part.strip().rpartition(" ")
+        if rule and n.isdigit():
+            counts[rule] = int(n)
+    return counts
 
 
 class Progress:
@@ -460,7 +513,7 @@ class Progress:
         if not self.enabled:
             return
         line = (f"game {done}/{self.total}: {game.white} - {game.black} {game.result} "
-                f"({game.termination}, {game.plies} plies)")
+                f"({game.ending}, {game.plies} plies)")
         if not self.tty:
             print(line, file=sys.stderr, flush=True)
             return
@@ -501,14 +554,33 @@ def matrix_table(result: TournamentResult) -> str:
     return "\n".join(lines)
 
 
+class _EngineErrors(logging.Handler):
+    """Collects the ``info string error ...`` lines engines send while starting: an engine
+    answers a bad option value that way (UCI has no other), and python-chess only logs it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if found := re.search(r"info string error (.*?)['\"]?$", record.getMessage()):
+            self.errors.append(found.group(1))
+
+
 async def _check_engines(players: list[PlayerSpec], startup_timeout: float) -> None:
-    """Start every engine once before the first game, so a wrong command is one clear error."""
+    """Start every engine once before the first game, so a wrong command or option value is
+    one clear error."""
     for spec in players:
         if spec.kind == "random" or spec.eps >= 1.0:
             continue
         slot = EngineSlot(spec, startup_timeout)
+        errors = _EngineErrors()
+        logger = logging.getLogger("chess.engine")
+        logger.addHandler(errors)
         try:
             await slot.start()
+            if errors.errors:
+                raise ValueError(f"{spec.name} refused its options: {errors.errors[0]}")
         except asyncio.TimeoutError:
             raise ValueError(f"{spec.name} ({' '.join(spec.command)}) did not complete the UCI "
                              f"handshake within {startup_timeout:g} s") from None
@@ -516,6 +588,7 @@ async def _check_engines(players: list[PlayerSpec], startup_timeout: float) -> N
             raise ValueError(f"{spec.name} ({' '.join(spec.command)}) failed to start: "
                              f"{exc}") from None
         finally:
+            logger.removeHandler(errors)
             await slot.close()
 
 
@@ -607,6 +680,41 @@ def run_tournament(engines: Sequence[str | PlayerSpec], opponents: Sequence[str 
     return result
 
 
+def result_json(result: TournamentResult) -> dict[str, Any]:
+    """The tournament as data: standings, every player's endings, and every game."""
+    sides = (("white", True), ("black", False))
+    return {
+        "standings": [dict(zip(("name", "games", "points", "wins", "draws", "losses",
+                                "forfeits"), row, strict=True)) for row in result.standings()],
+        "endings": [row.as_dict() for row in result.endings()],
+        "games": [{"round": g.index + 1, "white": g.white, "black": g.black,
+                   "result": g.result, "termination": g.termination, "ending": g.ending,
+                   "material": g.material / 100, "plies": g.plies,
+                   "convert": {c: g.convert[s] for c, s in sides if s in g.convert},
+                   "converted": {c: g.acted.get(s, {}) for c, s in sides if s in g.convert}}
+                  for g in result.games],
+    }
+
+
+def conversion_lines(result: TournamentResult) -> list[str]:
+    """Per engine that converts won positions: the rules it played with, and how often each
+    changed a move."""
+    lines = []
+    for name in result.names:
+        said: set[str] = set()
+        acted: dict[str, int] = {}
+        for g in result.games:
+            for side, player in ((True, g.white), (False, g.black)):
+                if player == name and side in g.convert:
+                    said.add(g.convert[side])
+                    for rule, n in g.acted.get(side, {}).items():
+                        acted[rule] = acted.get(rule, 0) + n
+        if said:
+            times = ", ".join(f"{rule} {n}" for rule, n in sorted(acted.items())) or "none"
+            lines.append(f"{name}: {' | '.join(sorted(said))}; moves changed: {times}")
+    return ["Conversion rules (engine/convert.py)", *lines] if lines else []
+
+
 def summary(result: TournamentResult, anchors: Mapping[str, float] | None = None,
             card: Card | None = None) -> str:
     """Standings, the results matrix, forfeits and a rating list, for people.
@@ -620,6 +728,9 @@ def summary(result: TournamentResult, anchors: Mapping[str, float] | None = None
         if g.termination in FORFEITS:
             forfeits[g.termination] = forfeits.get(g.termination, 0) + 1
     parts += ["", "forfeits: " + (", ".join(f"{k} {v}" for k, v in forfeits.items()) or "none")]
+    parts += ["", endings_table(result.endings())]
+    if rules := conversion_lines(result):
+        parts += ["", *rules]
     outcomes = result.outcomes()
     if outcomes:
         anchors = dict(anchors or spec_anchors(outcomes))
@@ -668,9 +779,12 @@ def summary(result: TournamentResult, anchors: Mapping[str, float] | None = None
 @click.option("--card", default=None, metavar="FILE",
               help="End with a reading of the list against a model card's figures "
                    "(<model>.card.json; 'default' for the bundled model's).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write standings, endings and every game's result here as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def tournament_command(engines: tuple[str, ...], opponents: tuple[str, ...], games: int,
                        round_robin: bool, openings: Path | None, pgn: Path | None,
+                       json_out: Path | None,
                        concurrency: int, max_moves: int | None, tc: str | None, margin: float,
                        move_timeout: float, seed: int, event: str, paper_forfeit: bool,
                        anchor_texts: tuple[str, ...], card: str | None, quiet: bool) -> None:
@@ -694,6 +808,11 @@ def tournament_command(engines: tuple[str, ...], opponents: tuple[str, ...], gam
                             round_robin=round_robin, openings=openings, pgn=pgn,
                             concurrency=concurrency, settings=settings, progress=not quiet)
     if pgn is not None:
-        click.echo(f"PGN: {pgn}\n")
+        click.echo(f"PGN: {pgn}")
+    if json_out is not None:
+        write_atomic(json_out, (json.dumps(result_json(result), indent=1) + "\n").encode())
+        click.echo(f"JSON: {json_out}")
+    if pgn is not None or json_out is not None:
+        click.echo()
     click.echo(summary(result, anchors, figures))  # last: the list and its reading end the output
 

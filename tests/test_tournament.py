@@ -93,7 +93,12 @@ def test_forfeits_crash_silence_and_illegal_moves(tmp_path: Path) -> None:
     recorded = games_of(pgn)
     assert len(recorded) == 6
     assert {g.headers["Termination"] for g in recorded} == set(expected.values())
-    assert all("forfeits" in g.end().comment for g in recorded)
+    words = {"crash": "disconnects", "time forfeit": "loses on time",
+             "illegal move": "makes an illegal move"}
+    for g in recorded:  # cutechess's words, then the runner's detail
+        loser = "White" if g.headers["Result"] == "0-1" else "Black"
+        assert g.end().comment.startswith(f"{loser} {words[g.headers['Termination']]}: ")
+        assert g.headers["Ending"] == "forfeit"
     text = summary(result)
     assert "crash 2" in text and "time forfeit 2" in text and "illegal move 2" in text
 

@@ -18,8 +18,9 @@ import chess
 import chess.engine
 import pytest
 
+from transcend.engine.convert import material_cp
 from transcend.engine.policy import default_model_path
-from transcend.engine.uci import material_cp, temperature_for_elo
+from transcend.engine.uci import temperature_for_elo
 
 INFO_LINE = re.compile(
     r"^info depth 1 seldepth 1 multipv (\d+) score cp (-?\d+) nodes (\d+) nps (\d+) "
