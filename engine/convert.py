@@ -10,6 +10,11 @@ the model's choice stands):
 ``avoid draws``  moves after which the game is drawn or heads back into a loop are set aside
                  while any other move remains: stalemate, insufficient material, the fifty-move
                  rule, and re-entering a position already seen in the game;
+``progress``     when the position on the board has occurred before, or ``PROGRESS_PLIES``
+                 plies have passed without a capture or a pawn move, only captures and pawn
+                 moves are kept (when there are any): they make every earlier position
+                 unreachable, so the opponent cannot close a loop, and they move the game on
+                 before the fifty-move rule or the move cap draws it;
 ``repetition``   when the position on the board has occurred before, the sampling temperature
                  rises to at least ``repeat_temperature``, so that the loop is left by another
                  of the model's own moves.
@@ -33,6 +38,9 @@ PIECE_CP = {
 DEFAULT_MARGIN = 3  # pawns: "more than two pawns ahead"
 MAX_MARGIN = 39  # every piece but the king
 DEFAULT_REPEAT_TEMPERATURE = 1.0
+# Plies without a capture or pawn move after which `progress` acts: a fifth of the way to the
+# fifty-move rule, long enough for a manoeuvre, short of a shuffle.
+PROGRESS_PLIES = 20
 
 
 def material_cp(board: chess.Board, color: chess.Color) -> int:
@@ -51,6 +59,7 @@ class ConvertOptions:
     margin: int = DEFAULT_MARGIN  # pawns of material lead from which the rules act
     mate: bool = True
     avoid_draws: bool = True
+    progress: bool = True
     repeat_temperature: float = DEFAULT_REPEAT_TEMPERATURE  # at most the temperature: no effect
 
     def describe(self, temperature: float) -> str:
@@ -58,6 +67,7 @@ class ConvertOptions:
         if not self.enabled:
             return "convert off"
         rules = [name for name, on in (("mate", self.mate), ("avoid-draws", self.avoid_draws),
+                                       ("progress", self.progress),
                                        ("repetition", self.repeat_temperature > temperature))
                  if on]
         if not rules:
@@ -129,7 +139,13 @@ def plan(board: chess.Board, candidates: list[chess.Move], temperature: float,
         if kept and len(kept) < len(candidates):
             result.moves = kept
             result.rules.append("avoid-draws")
-    if options.repeat_temperature > temperature and board.is_repetition(2):
+    repeated = board.is_repetition(2)
+    if options.progress and (repeated or board.halfmove_clock >= PROGRESS_PLIES):
+        onward = [m for m in result.moves if board.is_zeroing(m)]
+        if onward and len(onward) < len(result.moves):
+            result.moves = onward
+            result.rules.append("progress")
+    if options.repeat_temperature > temperature and repeated:
         result.temperature = options.repeat_temperature
         result.rules.append("repetition")
     return result

@@ -460,6 +460,7 @@ class Engine:
             f"option name ConvertMargin type spin default {c.margin} min 1 max {MAX_MARGIN}",
             "option name ConvertMate type check default " + _bool_text(c.mate),
             "option name ConvertAvoidDraws type check default " + _bool_text(c.avoid_draws),
+            "option name ConvertProgress type check default " + _bool_text(c.progress),
             f"option name ConvertRepetitionTemperature type string default "
             f"{c.repeat_temperature:g}",
         ]
@@ -564,6 +565,8 @@ class Engine:
             s.convert.mate = _check(name, value)
         elif key == "convertavoiddraws":
             s.convert.avoid_draws = _check(name, value)
+        elif key == "convertprogress":
+            s.convert.progress = _check(name, value)
         elif key == "convertrepetitiontemperature":
             try:
                 s.convert.repeat_temperature = parse_temperature(value)

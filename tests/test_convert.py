@@ -11,9 +11,16 @@ import numpy as np
 import pytest
 from test_uci import Raw, bestmove, declared_options
 
-from transcend.engine.convert import ConvertOptions, material_cp, plan
+from transcend.engine.convert import PROGRESS_PLIES, ConvertOptions, material_cp, plan
 from transcend.engine.policy import default_model_path
 from transcend.engine.uci import Engine, Output, Settings
+
+
+def _played(fen: str, *ucis: str) -> chess.Board:
+    board = chess.Board(fen)
+    for uci in ucis:
+        board.push_uci(uci)
+    return board
 
 
 def _mates(board: chess.Board, move: chess.Move) -> bool:
@@ -67,9 +74,8 @@ def test_stalemating_moves_are_set_aside_when_ahead() -> None:
 
 
 def test_a_seen_position_is_not_entered_again_and_a_repeat_raises_the_temperature() -> None:
-    board = chess.Board("4k3/8/8/8/8/8/8/Q3K3 w - - 0 1")
-    for uci in ("a1a2", "e8d8", "a2a1", "d8e8"):  # back where it started: a repeat
-        board.push_uci(uci)
+    board = _played("4k3/8/8/8/8/8/8/Q3K3 w - - 0 1",
+                    "a1a2", "e8d8", "a2a1", "d8e8")  # back where it started: a repeat
     result = plan(board, list(board.legal_moves), 0.01, ConvertOptions())
     back = chess.Move.from_uci("a1a2")
     assert back not in result.moves and _enters_seen(board, back)
@@ -77,6 +83,20 @@ def test_a_seen_position_is_not_entered_again_and_a_repeat_raises_the_temperatur
     assert result.temperature == 1.0 and result.rules == ["avoid-draws", "repetition"]
     cold = plan(board, list(board.legal_moves), 0.01, ConvertOptions(repeat_temperature=0))
     assert cold.temperature == 0.01 and cold.rules == ["avoid-draws"]
+
+
+def test_a_repeat_or_a_long_shuffle_keeps_only_captures_and_pawn_moves() -> None:
+    start = "4k3/8/8/8/8/8/P7/Q3K3 w - - 0 1"  # a queen and a pawn up
+    repeated = _played(start, "a1b1", "e8d8", "b1a1", "d8e8")
+    shuffled = chess.Board(start.replace(" 0 1", f" {PROGRESS_PLIES} 40"))
+    for board in (repeated, shuffled):
+        result = plan(board, list(board.legal_moves), 0.01, ConvertOptions())
+        assert "progress" in result.rules
+        assert sorted(board.san(m) for m in result.moves) == ["a3", "a4"]
+        assert plan(board, list(board.legal_moves), 0.01,
+                    ConvertOptions(progress=False)).moves != result.moves
+    fresh = chess.Board(start.replace(" 0 1", f" {PROGRESS_PLIES - 1} 40"))
+    assert plan(fresh, list(fresh.legal_moves), 0.01, ConvertOptions()).rules == []
 
 
 def test_behind_level_or_off_the_rules_change_nothing() -> None:
@@ -93,11 +113,11 @@ def test_behind_level_or_off_the_rules_change_nothing() -> None:
 
 
 def test_the_announcement_names_the_rules() -> None:
-    assert ConvertOptions().describe(0.01) == (
-        "convert ahead 3+ pawns: mate avoid-draws repetition (T=1 on a repeated position)")
-    assert ConvertOptions().describe(1.0) == "convert ahead 3+ pawns: mate avoid-draws"
+    assert ConvertOptions().describe(0.01) == ("convert ahead 3+ pawns: mate avoid-draws "
+                                               "progress repetition (T=1 on a repeated position)")
+    assert ConvertOptions().describe(1.0) == "convert ahead 3+ pawns: mate avoid-draws progress"
     assert ConvertOptions(enabled=False).describe(0.01) == "convert off"
-    assert ConvertOptions(mate=False, avoid_draws=False,
+    assert ConvertOptions(mate=False, avoid_draws=False, progress=False,
                           repeat_temperature=0).describe(0.01) == "convert off"
 
 
@@ -204,6 +224,7 @@ def test_options_are_declared_announced_and_checked() -> None:
         assert options["ConvertMargin"] == "spin default 3 min 1 max 39"
         assert options["ConvertMate"] == "check default true"
         assert options["ConvertAvoidDraws"] == "check default true"
+        assert options["ConvertProgress"] == "check default true"
         assert options["ConvertRepetitionTemperature"] == "string default 1"
         for name, value in (("ConvertMargin", "0"), ("ConvertMargin", "x"),
                             ("ConvertMate", "maybe"), ("ConvertRepetitionTemperature", "-1")):
@@ -215,8 +236,8 @@ def test_options_are_declared_announced_and_checked() -> None:
         lines = raw.until("bestmove")
         assert bestmove(lines) == "h1h8"
         said = [line for line in lines if "convert" in line]
-        assert said == ["info string convert ahead 3+ pawns: mate avoid-draws repetition "
-                        "(T=1 on a repeated position); convert acted mate"]
+        assert said == ["info string convert ahead 3+ pawns: mate avoid-draws progress "
+                        "repetition (T=1 on a repeated position); convert acted mate"]
         raw.send("setoption name Convert value false", "position fen k7/8/1K6/8/8/8/8/7R w - - "
                  "0 1 moves h1g1 a8a7 g1h1 a7a8", "go nodes 1")
         said = [line for line in raw.until("bestmove") if "convert" in line]
