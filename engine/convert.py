@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import chess
-import chess.polyglot
 
 # Plain material values, in centipawns; the engine has no evaluation beyond them.
 PIECE_CP = {
@@ -80,69 +79,85 @@ class ConvertOptions:
 
 @dataclass
 class Plan:
-    """What the rules make of a position: the moves the model may choose from, and at what
-    temperature. ``rules`` names the rules that changed something (empty: the model's own
-    choice, at its own temperature, from every candidate)."""
+    """What the rules make of a position: the moves the model may choose from (None: every
+    legal move), and at what temperature. ``rules`` names the rules that changed something
+    (empty: the model's own choice, at its own temperature, from every candidate)."""
 
-    moves: list[chess.Move]
+    moves: list[chess.Move] | None
     temperature: float
     rules: list[str] = field(default_factory=list)
 
 
-def _seen_positions(board: chess.Board) -> set[int]:
-    """Hashes of the positions of the game so far that a move could enter again: those since
-    the last capture or pawn move (an irreversible move makes every earlier one unreachable)."""
-    seen = {chess.polyglot.zobrist_hash(board)}
-    back = board.copy()
-    for _ in range(min(board.halfmove_clock, len(board.move_stack))):
-        back.pop()
-        seen.add(chess.polyglot.zobrist_hash(back))
-    return seen
+def _position_key(board: chess.Board) -> tuple[object, ...]:
+    """What makes two positions the same for the repetition rules: pieces, side to move,
+    castling rights and a capturable en-passant square."""
+    return (board.pawns, board.knights, board.bishops, board.rooks, board.queens, board.kings,
+            board.occupied_co[chess.WHITE], board.occupied_co[chess.BLACK], board.turn,
+            board.clean_castling_rights(),
+            board.ep_square if board.has_legal_en_passant() else None)
 
 
-def _draws(after: chess.Board, seen: set[int]) -> bool:
+def _earlier_positions(board: chess.Board) -> list[tuple[object, ...]]:
+    """The keys of the game's positions before this one that a move could enter again: those
+    since the last capture or pawn move (an irreversible move makes every earlier one
+    unreachable). Moves are taken back and replayed on ``board`` itself: cheaper than a copy."""
+    taken = []
+    keys = []
+    try:
+        for _ in range(min(board.halfmove_clock, len(board.move_stack))):
+            taken.append(board.pop())
+            keys.append(_position_key(board))
+    finally:
+        for move in reversed(taken):
+            board.push(move)
+    return keys
+
+
+def _draws(after: chess.Board, seen: set[tuple[object, ...]]) -> bool:
     """Whether the position after the engine's move ends the game in a draw, or re-enters one
     seen before (the first step of a repetition)."""
     return (
         after.is_stalemate()
         or after.is_insufficient_material()
         or after.halfmove_clock >= 100
-        or chess.polyglot.zobrist_hash(after) in seen
+        or _position_key(after) in seen
     )
 
 
-def plan(board: chess.Board, candidates: list[chess.Move], temperature: float,
+def plan(board: chess.Board, candidates: list[chess.Move] | None, temperature: float,
          options: ConvertOptions) -> Plan:
     """The moves and temperature the model samples with in ``board``, from ``candidates``
-    (the legal moves, or those a GUI asked to search)."""
+    (the moves a GUI asked to search; None: every legal move). ``moves`` is None in the plan
+    when no rule restricted them."""
     unchanged = Plan(candidates, temperature)
-    if (not options.enabled or not candidates
-            or material_cp(board, board.turn) < 100 * options.margin):
-        return unchanged
+    if not options.enabled or material_cp(board, board.turn) < 100 * options.margin:
+        return unchanged  # the common case: nothing more is computed
+    moves = list(board.legal_moves) if candidates is None else candidates
     if options.mate:
-        for move in candidates:
+        for move in moves:
             if board.gives_check(move):
                 board.push(move)
                 mates = board.is_checkmate()
                 board.pop()
                 if mates:
                     return Plan([move], temperature, ["mate"])
+    earlier = _earlier_positions(board)
     result = Plan(candidates, temperature)
     if options.avoid_draws:
-        seen = _seen_positions(board)
+        seen = {_position_key(board), *earlier}
         kept = []
-        for move in candidates:
+        for move in moves:
             board.push(move)
             if not _draws(board, seen):
                 kept.append(move)
             board.pop()
-        if kept and len(kept) < len(candidates):
-            result.moves = kept
+        if kept and len(kept) < len(moves):
+            result.moves = moves = kept
             result.rules.append("avoid-draws")
-    repeated = board.is_repetition(2)
+    repeated = _position_key(board) in earlier
     if options.progress and (repeated or board.halfmove_clock >= PROGRESS_PLIES):
-        onward = [m for m in result.moves if board.is_zeroing(m)]
-        if onward and len(onward) < len(result.moves):
+        onward = [m for m in moves if board.is_zeroing(m)]
+        if onward and len(onward) < len(moves):
             result.moves = onward
             result.rules.append("progress")
     if options.repeat_temperature > temperature and repeated:

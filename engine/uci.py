@@ -343,15 +343,13 @@ class Engine:
                 "starts at the FEN's move number and the model plays weaker than from startpos"
             )
         temperature = self.effective_temperature()
-        candidates = moves if moves is not None else list(board.legal_moves)
-        rules = (Plan(candidates, temperature) if self.settings.mode == "paper"
-                 else plan(board, candidates, temperature, self.settings.convert))
+        rules = (Plan(moves, temperature) if self.settings.mode == "paper"
+                 else plan(board, moves, temperature, self.settings.convert))
         # One info line per MultiPV entry needs every move's probability; otherwise `token`
         # mode may sample the move alone, which is cheaper for large models. Unless a rule
         # acted, the policy gets exactly what it would without the rules.
         choice = policy.choose(board, rules.temperature, self.settings.mode, self.rng,
-                               rules.moves if rules.rules else moves,
-                               distribution=self.settings.multipv > 1)
+                               rules.moves, distribution=self.settings.multipv > 1)
         return choice, rules
 
     def convert_rules(self) -> str:
