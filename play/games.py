@@ -21,6 +21,7 @@ import chess
 import chess.pgn
 import numpy as np
 
+from transcend.engine.convert import ConvertOptions, Plan, plan
 from transcend.engine.policy import MODES, Policy
 from transcend.engine.uci import DEFAULT_TEMPERATURE, SEED_MAX
 from transcend.evaluation.advantage import MultiPVClient, position_key, win_probability
@@ -365,10 +366,14 @@ class Games:
         if player != "model":
             raise PlayError("it is your move")
         s = game.settings
-        choice = self.policy.choose(board, s.temperature, s.mode, game.rng)
+        # As the engine plays: its conversion rules when ahead, except in the paper's mode.
+        rules = (Plan(None, s.temperature) if s.mode == "paper"
+                 else plan(board, None, s.temperature, ConvertOptions()))
+        choice = self.policy.choose(board, rules.temperature, s.mode, game.rng, rules.moves)
         p = choice.probabilities.get(choice.move, 0.0)
         game.push(board, choice.move, "model",
-                  {"p": p, "temperature": s.temperature, "mode": s.mode})
+                  {"p": p, "temperature": rules.temperature, "mode": s.mode,
+                   **({"convert": rules.rules} if rules.rules else {})})
         return {"uci": choice.move.uci(), "san": board.san(choice.move), "by": "model", "p": p}
 
     def takeback(self, game: Game) -> None:
@@ -499,7 +504,8 @@ class Games:
         for move, info in zip(game.moves, game.played, strict=True):
             node = node.add_variation(move)
             if info["by"] == "model":
-                node.comment = (f"p={info['p']:.4f} T={info['temperature']:g} {info['mode']}")
+                node.comment = (f"p={info['p']:.4f} T={info['temperature']:g} {info['mode']}"
+                                + "".join(f" {rule}" for rule in info.get("convert", [])))
         board = game.board(len(game.moves))
         result = outcome_text(board)[0]
         if result == "*" and game.loaded_moves == game.moves:

@@ -39,6 +39,18 @@ def test_move_and_model_reply(client: Client) -> None:
     assert status == 400 and data["error"] == "it is your move"
 
 
+def test_the_model_converts_as_the_engine_does(client: Client) -> None:
+    fen = "k7/8/1K6/8/8/8/8/7R w - - 0 1"  # a rook up, Rh8 mates
+    state = client.ok("new", fen=fen, white="model", black="human", temperature=0, seed=1)
+    state = client.ok("reply", id=state["id"])
+    assert state["reply"]["san"] == "Rh8#" and state["played"][0]["convert"] == ["mate"]
+    assert "Rh8# { p=1.0000 T=0 token mate }" in client.pgn(state["id"])
+    paper = client.ok("new", fen=fen, white="model", black="human", temperature=0, seed=1,
+                      mode="paper")
+    paper = client.ok("reply", id=paper["id"])
+    assert "convert" not in paper["played"][0]  # the paper's mode: pure sampling
+
+
 def _distribution(client: Client, game_id: str, **settings: object) -> dict[str, float]:
     client.ok("settings", id=game_id, **settings)
     data = client.ok("analysis", id=game_id, top=500, stockfish=False)
