@@ -24,19 +24,17 @@ def _played(fen: str, *ucis: str) -> chess.Board:
 
 
 def _mates(board: chess.Board, move: chess.Move) -> bool:
-    board.push(move)
-    try:
-        return board.is_checkmate()
-    finally:
-        board.pop()
+    return board.gives_check(move) and _after(board, move).is_checkmate()
 
 
 def _stalemates(board: chess.Board, move: chess.Move) -> bool:
-    board.push(move)
-    try:
-        return board.is_stalemate()
-    finally:
-        board.pop()
+    return _after(board, move).is_stalemate()
+
+
+def _after(board: chess.Board, move: chess.Move) -> chess.Board:
+    after = board.copy(stack=False)
+    after.push(move)
+    return after
 
 
 def _enters_seen(board: chess.Board, move: chess.Move) -> bool:
