@@ -16,8 +16,8 @@ the model's choice stands):
                  unreachable, so the opponent cannot close a loop, and they move the game on
                  before the fifty-move rule or the move cap draws it;
 ``repetition``   when the position on the board has occurred before, the sampling temperature
-                 rises to at least ``repeat_temperature``, so that the loop is left by another
-                 of the model's own moves.
+                 rises to at least ``repeat_temperature`` (off by default), so that the loop is
+                 left by another of the model's own moves.
 
 Each rule looks only at the positions right after the engine's own legal moves (as the legal
 move check does), never deeper. ``paper`` sampling mode never converts: it keeps the paper's
@@ -36,7 +36,9 @@ PIECE_CP = {
 }
 DEFAULT_MARGIN = 3  # pawns: "more than two pawns ahead"
 MAX_MARGIN = 39  # every piece but the king
-DEFAULT_REPEAT_TEMPERATURE = 1.0
+# Off by default: measured against the other rules, a hotter repeat cost rating (the progress
+# rule already breaks the loop, and T = 1 then adds the model's blunders).
+DEFAULT_REPEAT_TEMPERATURE = 0.0
 # Plies without a capture or pawn move after which `progress` acts: a fifth of the way to the
 # fifty-move rule, long enough for a manoeuvre, short of a shuffle.
 PROGRESS_PLIES = 20

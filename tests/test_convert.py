@@ -74,12 +74,12 @@ def test_stalemating_moves_are_set_aside_when_ahead() -> None:
 def test_a_seen_position_is_not_entered_again_and_a_repeat_raises_the_temperature() -> None:
     board = _played("4k3/8/8/8/8/8/8/Q3K3 w - - 0 1",
                     "a1a2", "e8d8", "a2a1", "d8e8")  # back where it started: a repeat
-    result = plan(board, list(board.legal_moves), 0.01, ConvertOptions())
+    result = plan(board, list(board.legal_moves), 0.01, ConvertOptions(repeat_temperature=1))
     back = chess.Move.from_uci("a1a2")
     assert back not in result.moves and _enters_seen(board, back)
     assert not any(_enters_seen(board, m) for m in result.moves)
     assert result.temperature == 1.0 and result.rules == ["avoid-draws", "repetition"]
-    cold = plan(board, list(board.legal_moves), 0.01, ConvertOptions(repeat_temperature=0))
+    cold = plan(board, list(board.legal_moves), 0.01, ConvertOptions())  # off by default
     assert cold.temperature == 0.01 and cold.rules == ["avoid-draws"]
 
 
@@ -111,9 +111,12 @@ def test_behind_level_or_off_the_rules_change_nothing() -> None:
 
 
 def test_the_announcement_names_the_rules() -> None:
-    assert ConvertOptions().describe(0.01) == ("convert ahead 3+ pawns: mate avoid-draws "
-                                               "progress repetition (T=1 on a repeated position)")
-    assert ConvertOptions().describe(1.0) == "convert ahead 3+ pawns: mate avoid-draws progress"
+    assert ConvertOptions().describe(0.01) == "convert ahead 3+ pawns: mate avoid-draws progress"
+    assert ConvertOptions(repeat_temperature=1).describe(0.01) == (
+        "convert ahead 3+ pawns: mate avoid-draws progress repetition "
+        "(T=1 on a repeated position)")
+    assert ConvertOptions(repeat_temperature=1).describe(1.0) == (
+        "convert ahead 3+ pawns: mate avoid-draws progress")
     assert ConvertOptions(enabled=False).describe(0.01) == "convert off"
     assert ConvertOptions(mate=False, avoid_draws=False, progress=False,
                           repeat_temperature=0).describe(0.01) == "convert off"
@@ -223,7 +226,7 @@ def test_options_are_declared_announced_and_checked() -> None:
         assert options["ConvertMate"] == "check default true"
         assert options["ConvertAvoidDraws"] == "check default true"
         assert options["ConvertProgress"] == "check default true"
-        assert options["ConvertRepetitionTemperature"] == "string default 1"
+        assert options["ConvertRepetitionTemperature"] == "string default 0"
         for name, value in (("ConvertMargin", "0"), ("ConvertMargin", "x"),
                             ("ConvertMate", "maybe"), ("ConvertRepetitionTemperature", "-1")):
             raw.send(f"setoption name {name} value {value}")
@@ -234,8 +237,8 @@ def test_options_are_declared_announced_and_checked() -> None:
         lines = raw.until("bestmove")
         assert bestmove(lines) == "h1h8"
         said = [line for line in lines if "convert" in line]
-        assert said == ["info string convert ahead 3+ pawns: mate avoid-draws progress "
-                        "repetition (T=1 on a repeated position); convert acted mate"]
+        assert said == ["info string convert ahead 3+ pawns: mate avoid-draws progress; "
+                        "convert acted mate"]
         raw.send("setoption name Convert value false", "position fen k7/8/1K6/8/8/8/8/7R w - - "
                  "0 1 moves h1g1 a8a7 g1h1 a7a8", "go nodes 1")
         said = [line for line in raw.until("bestmove") if "convert" in line]

@@ -108,7 +108,7 @@ def test_a_real_tournament_reports_why_games_ended(tmp_path: Path) -> None:
                      "--opponent", "random", "--games", "4", "--max-moves", "40",
                      "--pgn", str(pgn), "--json", str(out), "--anchor", "random=0", "--quiet")
     assert "Why games ended" in text and "drawn ahead" in text
-    assert "transcend-uci-T0.01: ahead 3+ pawns: mate avoid-draws progress repetition" in text
+    assert "transcend-uci-T0.01: ahead 3+ pawns: mate avoid-draws progress;" in text
     games = games_of(pgn)
     data = json.loads(out.read_text())
     assert len(games) == len(data["games"]) == 4
