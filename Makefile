@@ -80,6 +80,7 @@ screenshots: $(STAMP) stockfish browser
 bench: $(STAMP) stockfish
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_convert.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_board.py
 	$(BIN)/python benchmarks/bench_advantage.py
