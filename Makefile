@@ -97,7 +97,7 @@ EXPERTS := --expert sf:skill=0,nodes=100,eps=0.4 --expert sf:skill=1,nodes=100,e
   --expert sf:skill=2,nodes=100,eps=0.4 --expert sf:skill=3,nodes=100,eps=0.4
 LEVELS := --opponent sf:skill=0,nodes=100 --opponent sf:skill=1,nodes=100 \
   --opponent sf:skill=2,nodes=100 --opponent sf:skill=3,nodes=100
-SWEEP_TEMPS ?= 0.01,0.1,1
+SWEEP_TEMPS ?= 0.001,0.01,0.1,0.3,0.5,0.75,1,1.5
 SWEEP_GAMES ?= 23
 SWEEP_MODE ?= token
 OPPONENT_GAMES ?= 17

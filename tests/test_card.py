@@ -94,7 +94,10 @@ def test_the_reading_says_where_a_stronger_run_stands() -> None:
     strong = [Rating("transcend-uci-T0.01", 400.0, 300.0, 500.0, 12, 10.0, 0),
               Rating("random", 0.0, 0.0, 0.0, 12, 2.0, 0, True)]
     text = " ".join(reading(strong, [MODEL, RANDOM], {"random": 0.0}, CARD))
-    assert "rates 400 (300 to 500) over 12 games here, above the 42" in " ".join(text.split())
+    there = CARD.model_at(0.01)
+    assert there is not None and there.elo < 300
+    assert (f"rates 400 (300 to 500) over 12 games here, above the {there.elo:.0f}"
+            in " ".join(text.split()))
 
 
 def test_the_reading_compares_only_like_with_like(tmp_path: Path) -> None:
@@ -105,8 +108,9 @@ def test_the_reading_compares_only_like_with_like(tmp_path: Path) -> None:
                                            str(tmp_path / "other.onnx")])
     text = " ".join(reading(ratings, [other, RANDOM], {"random": 0.0}, CARD))
     assert "no player here is default.onnx" in " ".join(text.split())
-    hot = _spec("transcend-uci-T0.5", ["transcend-uci", "--temp=0.5"])
-    ratings = bradley_terry(games({("transcend-uci-T0.5", "random"): [1, 0, 1]}), {"random": 0})
+    assert CARD.model_at(0.2) is None
+    hot = _spec("transcend-uci-T0.2", ["transcend-uci", "--temp=0.2"])
+    ratings = bradley_terry(games({("transcend-uci-T0.2", "random"): [1, 0, 1]}), {"random": 0})
     text = " ".join(reading(ratings, [hot, RANDOM], {"random": 0.0}, CARD))
     assert "its card has no figure at that temperature" in " ".join(text.split())
 
