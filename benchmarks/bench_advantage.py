@@ -40,7 +40,7 @@ from transcend.evaluation.players import find_stockfish
 
 
 def make_games(folder: Path, games: int) -> Path:
-    from transcend.training.experts import DEFAULT_EXPERTS, generate
+    from transcend.training.data.experts import DEFAULT_EXPERTS, generate
 
     out = folder / "experts.pgn"
     for _ in generate(out, DEFAULT_EXPERTS, games, concurrency=2, seed=0, progress=False):

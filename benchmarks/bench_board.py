@@ -3,7 +3,7 @@
     python benchmarks/bench_board.py            # about half a minute
     python benchmarks/bench_board.py --quick    # a few seconds
 
-The targets of a game (training/board.py) come from replaying its transcript: parse the SAN of
+The targets of a game (training/data/board.py) come from replaying its transcript: parse the SAN of
 every move, play it, and write the 64 squares after each ply. The baseline is the least any
 replay can do with python-chess: ``Board.push_san`` on every move, nothing recorded. The ratio
 says what recording the boards costs on top (goal: at least 0.7 of the bare replay). The
@@ -20,7 +20,7 @@ import time
 import chess
 
 from transcend.engine.transcript import GAME_START, encode, game_transcript
-from transcend.training.board import BoardTargets
+from transcend.training.data.board import BoardTargets
 
 
 def random_games(n: int, plies: int, seed: int = 0) -> list[str]:

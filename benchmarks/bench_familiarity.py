@@ -21,7 +21,7 @@ import numpy as np
 
 from transcend.engine.transcript import encode, game_transcript, movetext
 from transcend.evaluation.advantage.familiarity import TrainingIndex
-from transcend.training.diversity import diversity, games_of_tokens
+from transcend.training.data.diversity import diversity, games_of_tokens
 
 
 def random_tokens(games: int, seed: int = 0) -> np.ndarray:

@@ -30,7 +30,7 @@ import chess
 import chess.pgn
 
 from transcend.engine.transcript import board_transcript
-from transcend.training.prepare import Filters, prepare
+from transcend.training.data.prepare import Filters, prepare
 
 HEADERS = """[Event "Rated Blitz game"]
 [Site "https://lichess.org/{site}"]

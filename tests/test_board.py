@@ -16,7 +16,7 @@ import torch
 
 from transcend.engine.policy import Policy
 from transcend.engine.transcript import encode, game_transcript
-from transcend.training.board import (
+from transcend.training.data.board import (
     IGNORE,
     PIECE_NAMES,
     BoardTargets,

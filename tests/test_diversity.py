@@ -10,7 +10,7 @@ import pytest
 from cli_helpers import cli
 
 from transcend.training.cli import main
-from transcend.training.diversity import diversity
+from transcend.training.data.diversity import diversity
 
 # Plies 0-3 of seven games. 1.e4 e6 2.d4 and 1.d4 e6 2.e4 reach the same position with the same
 # move counters, so their next moves (d5 three times, c5 twice) are counted together.
@@ -88,7 +88,7 @@ def test_position_key_is_the_full_fen() -> None:
 
     import chess
 
-    from transcend.training.diversity import position_key
+    from transcend.training.data.diversity import position_key
 
     rng = random.Random(5)
     fens: dict[tuple[object, ...], str] = {}

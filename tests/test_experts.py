@@ -13,7 +13,7 @@ from cli_helpers import cli
 
 from transcend.engine.transcript import board_transcript, decode
 from transcend.training.cli import main
-from transcend.training.experts import complete_games
+from transcend.training.data.experts import complete_games
 
 EXPERTS = ["sf:skill=0,nodes=20,eps=0.3,elo=900", "sf:skill=1,nodes=20,elo=1000"]
 NAMES = {"sf-skill0-n20-eps0.3": 900, "sf-skill1-n20": 1000}
@@ -123,7 +123,7 @@ def movetexts(path: Path) -> list[str]:
 
 
 def test_same_seed_same_games_in_parallel_too(tmp_path: Path) -> None:
-    from transcend.training.experts import generate
+    from transcend.training.data.experts import generate
 
     specs = ["random", "uci:name=noisy,eps=1,cmd=unused"]  # fully seeded players: no engine
     one, two = tmp_path / "one.pgn", tmp_path / "two.pgn"
@@ -140,7 +140,7 @@ def test_same_seed_same_games_in_parallel_too(tmp_path: Path) -> None:
 def test_a_crashed_engine_is_restarted_and_the_run_goes_on(tmp_path: Path) -> None:
     import sys
 
-    from transcend.training.experts import generate
+    from transcend.training.data.experts import generate
 
     marker = tmp_path / "crashed-once"
     fake = Path(__file__).with_name("fake_uci.py")

@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 from cli_helpers import cli
 
-from transcend.training.frontier import PRESETS
-from transcend.training.frontier_study import Arm, FrontierPreset, Run, fit_trend, tokens_label
+from transcend.training.studies.frontier.stages import PRESETS
+from transcend.training.studies.frontier.study import (
+    Arm,
+    FrontierPreset,
+    Run,
+    fit_trend,
+    tokens_label,
+)
 
 
 def test_tokens_label() -> None:

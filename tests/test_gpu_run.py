@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from cli_helpers import cli
 
-from transcend.training.gpu_run import Knobs, model_size, plan, rejoin, split
+from transcend.training.gpu.run import Knobs, model_size, plan, rejoin, split
 from transcend.training.model import CONFIGS, GPT
 
 
@@ -72,7 +72,7 @@ def test_compile_is_skipped_at_once_without_a_compiler(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from transcend.training.gpu_checks import compile_blocker
+    from transcend.training.gpu.checks import compile_blocker
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     # The rehearsal's eager backend compiles nothing.
@@ -97,7 +97,7 @@ def test_compile_is_skipped_at_once_without_a_compiler(
 
 def test_weights_come_back_when_the_export_fails(tiny_data: Path, tmp_path: Path) -> None:
     from transcend.training.export import load_checkpoint
-    from transcend.training.gpu_run import weights_only
+    from transcend.training.gpu.run import weights_only
     from transcend.training.train import TrainConfig, train
 
     run = tmp_path / "run"

@@ -1,5 +1,6 @@
 """The architecture the layout promises: what plays and what measures never needs torch, the
-advantage package's imports run one way, and every package folder is installed."""
+advantage package's and the training families' imports run one way, and every package folder is
+installed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ except ModuleNotFoundError:  # Python 3.10: pytest's own dependency
 
 ROOT = Path(__file__).resolve().parents[1]
 ADVANTAGE = ROOT / "evaluation" / "advantage"
+ADVANTAGE_PACKAGE = "transcend.evaluation.advantage"
 # Bottom to top: each module may import only the ones before it, never the package itself.
 ADVANTAGE_ORDER = ["positions", "stockfish", "familiarity", "results", "analysis", "frontier",
                    "report", "command"]
@@ -54,10 +56,10 @@ def test_transcend_help_does_not_import_torch() -> None:
     assert "play" in result.stdout
 
 
-def _advantage_imports(path: Path) -> set[str]:
-    """The modules of ``transcend.evaluation.advantage`` that ``path`` imports, anywhere in it
-    (inside functions and ``TYPE_CHECKING`` blocks too); ``""`` for the package itself."""
-    prefix = "transcend.evaluation.advantage"
+def _imports(path: Path, prefix: str) -> set[str]:
+    """The modules of the package ``prefix`` that ``path`` imports, anywhere in it (inside
+    functions and ``TYPE_CHECKING`` blocks too), named relative to it; ``""`` for the package
+    itself."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
@@ -72,7 +74,7 @@ def test_advantage_modules_import_one_way() -> None:
     modules = sorted(p.stem for p in ADVANTAGE.glob("*.py") if p.stem != "__init__")
     assert modules == sorted(ADVANTAGE_ORDER), "place every module in ADVANTAGE_ORDER"
     for i, name in enumerate(ADVANTAGE_ORDER):
-        imported = _advantage_imports(ADVANTAGE / f"{name}.py")
+        imported = _imports(ADVANTAGE / f"{name}.py", ADVANTAGE_PACKAGE)
         assert "" not in imported, f"{name}.py imports the package itself: a circle"
         above = imported - set(ADVANTAGE_ORDER[:i])
         assert not above, f"{name}.py imports {sorted(above)}, which sit above it"
@@ -81,9 +83,74 @@ def test_advantage_modules_import_one_way() -> None:
 def test_the_layering_check_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "results.py"
     module.write_text("def f():\n    from transcend.evaluation.advantage.report import x\n")
-    assert _advantage_imports(module) == {"report"}
+    assert _imports(module, ADVANTAGE_PACKAGE) == {"report"}
     module.write_text("from transcend.evaluation.advantage import AdvantageResult\n")
-    assert _advantage_imports(module) == {""}
+    assert _imports(module, ADVANTAGE_PACKAGE) == {""}
+
+
+TRAINING = ROOT / "training"
+TRAINING_PACKAGE = "transcend.training"
+FAMILIES = ["data", "studies", "gpu"]
+# What each part of training may import from it: data only itself; the model and its training
+# (the modules at the top, "model") data too; studies and the GPU window both of those, never
+# each other; the CLI ("cli") imports its commands only when they run, and nothing imports it.
+TRAINING_MAY_IMPORT = {
+    "data": {"data"},
+    "model": {"data", "model"},
+    "studies": {"data", "model", "studies"},
+    "gpu": {"data", "model", "gpu"},
+    "cli": set(),
+}
+
+
+def _family(module: str) -> str:
+    """The part of training that ``module``, named relative to ``transcend.training``, is in."""
+    first = module.split(".")[0]
+    return first if first in FAMILIES or first == "cli" else "model"
+
+
+def _forbidden_training_imports(path: Path, family: str) -> set[str]:
+    """What ``path``, a module of ``family``, imports from training that it may not: modules
+    named relative to ``transcend.training``, ``""`` for the package itself."""
+    return {name for name in _imports(path, TRAINING_PACKAGE)
+            if not name or _family(name) not in TRAINING_MAY_IMPORT[family]}
+
+
+def test_training_families_import_one_way() -> None:
+    """Data imports only data; the model and its training, at the top, data too; studies and the
+    GPU window both, never each other; nothing imports the CLI."""
+    folders = sorted(p.parent.name for p in TRAINING.glob("*/__init__.py"))
+    assert folders == sorted(FAMILIES), "give every folder of training a place in FAMILIES"
+    for path in sorted(TRAINING.rglob("*.py")):
+        module = ".".join(path.relative_to(TRAINING).with_suffix("").parts)
+        family = _family(module)
+        forbidden = _forbidden_training_imports(path, family)
+        assert not forbidden, f"{module} ({family}) imports {sorted(forbidden)}"
+
+
+def test_nothing_imports_the_cli() -> None:
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for folder in tool["package-dir"].values():
+        for path in (ROOT / folder).rglob("*.py"):
+            assert "cli" not in _imports(path, TRAINING_PACKAGE), f"{path} imports the CLI"
+
+
+def test_the_family_check_sees_an_upward_import(tmp_path: Path) -> None:
+    module = tmp_path / "prepare.py"
+    module.write_text("def f():\n    from transcend.training.studies.probe import x\n")
+    assert _forbidden_training_imports(module, "data") == {"studies.probe"}
+    module.write_text("from transcend.training.train import train\n")
+    assert _forbidden_training_imports(module, "data") == {"train"}
+    module.write_text("from transcend.training.gpu import checks\n")
+    assert _forbidden_training_imports(module, "studies") == {"gpu"}
+    module.write_text("import transcend.training.cli\n")
+    assert _forbidden_training_imports(module, "gpu") == {"cli"}
+    module.write_text("from transcend.training import train\n")
+    assert _forbidden_training_imports(module, "studies") == {""}
+    module.write_text("from transcend.training.data.board import BoardTargets\n"
+                      "from transcend.training.model import GPT\n")
+    assert _forbidden_training_imports(module, "studies") == set()
+    assert _forbidden_training_imports(module, "model") == set()
 
 
 def test_every_package_folder_is_in_the_wheel() -> None:

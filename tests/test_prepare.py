@@ -20,9 +20,9 @@ import pytest
 import zstandard
 from cli_helpers import cli
 
-import transcend.training.prepare as prep
+import transcend.training.data.prepare as prep
 from transcend.engine.transcript import VOCAB, board_transcript, decode
-from transcend.training.prepare import Filters, base_time, last_game_start, prepare
+from transcend.training.data.prepare import Filters, base_time, last_game_start, prepare
 
 # ---------------------------------------------------------------------------------------------
 # Helpers

@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Convert a model file of an older format to the engine's.",
     ),
     "probe": (
-        "transcend.training.probe:probe_command",
+        "transcend.training.studies.probe:probe_command",
         "How well each layer knows the board: linear probes.",
     ),
     "plot": ("transcend.training.plot:plot_command", "Plot the training curves of a run."),
@@ -41,7 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Per-move expected win probability of a model against its experts.",
     ),
     "frontier": (
-        "transcend.training.frontier:frontier_command",
+        "transcend.training.studies.frontier.stages:frontier_command",
         "Where the model transcends, by familiarity, and how compute moves it.",
     ),
     "play": (
@@ -49,29 +49,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Play the model in the browser and see its move probabilities.",
     ),
     "gpu-pack": (
-        "transcend.training.gpu_pack:gpu_pack_command",
+        "transcend.training.gpu.pack:gpu_pack_command",
         "Pack data, held-out analysis and wheels for a GPU run.",
     ),
     "gpu-run": (
-        "transcend.training.gpu_run:gpu_run_command",
+        "transcend.training.gpu.run:gpu_run_command",
         "Train, export and evaluate a model in one short GPU window.",
     ),
     "experiment": (
-        "transcend.training.experiment:experiment_command",
+        "transcend.training.studies.experiment:experiment_command",
         "The whole study: experts, data, training, export, sweep and report.",
     ),
 }
 DATA_COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": (
-        "transcend.training.prepare_cli:prepare_command",
+        "transcend.training.data.prepare_cli:prepare_command",
         "Turn PGN files into train.bin/val.bin token streams.",
     ),
     "experts": (
-        "transcend.training.experts_cli:experts_command",
+        "transcend.training.data.experts_cli:experts_command",
         "Play games between noisy expert engines and write them as PGN.",
     ),
     "diversity": (
-        "transcend.training.diversity:diversity_command",
+        "transcend.training.data.diversity:diversity_command",
         "The paper's diversity measure of prepared data or PGN files.",
     ),
 }

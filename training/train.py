@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from transcend.engine.files import write_atomic
 from transcend.engine.transcript import GAME_START, STOI, decode, encode
-from transcend.training.board import BOARD_AT, IGNORE, BoardTargets
+from transcend.training.data.board import BOARD_AT, IGNORE, BoardTargets
 from transcend.training.model import (
     CONFIGS,
     GPT,
@@ -81,7 +81,7 @@ class TrainConfig:
     progress: bool = True
     # Board supervision: this weight times the board cross-entropy of a linear head on the
     # residual stream after block ``board_layer`` (-1: two thirds up), at the characters
-    # ``board_at`` names (training/board.py). 0 is the paper's objective.
+    # ``board_at`` names (training/data/board.py). 0 is the paper's objective.
     board_loss: float = 0.0
     board_layer: int = -1
     board_at: str = "moves"

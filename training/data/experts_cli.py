@@ -1,4 +1,5 @@
-"""``transcend data experts``: the command-line face of :mod:`transcend.training.experts`."""
+"""``transcend data experts``: the command-line face of
+:mod:`transcend.training.data.experts`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import click
 
 from transcend.evaluation.players import SpecError, parse_spec
-from transcend.training.experts import DEFAULT_EXPERTS, complete_games, generate
+from transcend.training.data.experts import DEFAULT_EXPERTS, complete_games, generate
 
 
 @click.command("experts")

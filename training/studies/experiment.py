@@ -20,7 +20,7 @@ import click
 
 from transcend.engine.files import write_atomic
 from transcend.evaluation.sweep import PAPER_TEMPERATURES
-from transcend.training.experts import DEFAULT_EXPERTS, complete_games, generate
+from transcend.training.data.experts import DEFAULT_EXPERTS, complete_games, generate
 
 
 @dataclass
@@ -114,7 +114,7 @@ def stage_experts(p: Preset, out: Path, seed: int, concurrency: int) -> list[str
 
 def stage_data(p: Preset, inputs: list[str], data: Path, max_elo: int | None,
                workers: int) -> dict[str, Any]:
-    from transcend.training.prepare import Filters, prepare
+    from transcend.training.data.prepare import Filters, prepare
 
     manifest_path = data / "manifest.json"
     if manifest_path.exists():

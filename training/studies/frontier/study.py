@@ -1,6 +1,6 @@
 """What a frontier study is: its arms, runs and presets' shape, where its files lie, its
 snapshots, and the figures read back from their advantage summaries. The stages
-(training/frontier.py) and the report (training/frontier_report.py) both build on it.
+(``stages.py``) and the report (``report.py``) both build on it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``transcend data prepare``: the command-line face of :mod:`transcend.training.prepare`."""
+"""``transcend data prepare``: the command-line face of
+:mod:`transcend.training.data.prepare`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import click
 
-from transcend.training.prepare import Filters, Totals, prepare
+from transcend.training.data.prepare import Filters, Totals, prepare
 
 
 def _input_size(path: str) -> int | None:
@@ -102,7 +103,7 @@ def prepare_command(inputs: tuple[str, ...], out: Path, max_elo: int | None,
     if not quiet:
         click.echo(_summary(manifest, time.monotonic() - start), err=True)
     if with_diversity:
-        from transcend.training.diversity import (
+        from transcend.training.data.diversity import (
             describe,
             diversity,
             games_of_inputs,

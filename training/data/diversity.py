@@ -118,7 +118,7 @@ def diversity(games: Iterable[str], min_count: int = MIN_COUNT,
 
 def games_of_inputs(inputs: Iterable[str]) -> Iterator[str]:
     """The games of prepared-data folders (train.bin and val.bin) and PGN files."""
-    from transcend.training.prepare import Filters, _blocks, _open, game_chunks, process_chunk
+    from transcend.training.data.prepare import Filters, _blocks, _open, game_chunks, process_chunk
 
     for path in inputs:
         if os.path.isdir(path):

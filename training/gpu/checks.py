@@ -33,7 +33,7 @@ def versions(device: torch.device) -> dict[str, Any]:
         "onnxruntime_providers": ort.get_available_providers(), "cpus": os.cpu_count(),
         "machine": platform.machine(), "device": str(device),
         # Where the project was imported from: docs/gpu-run.md links it in, unbuilt.
-        "transcend": str(Path(__file__).parents[1]),
+        "transcend": str(Path(__file__).parents[2]),
     }
     for name in ("onnx", "chess", "zstandard"):
         try:

@@ -20,10 +20,10 @@ from typing import Any
 import click
 
 from transcend.engine.files import write_atomic
-from transcend.training.experiment import is_newer, log_stage
-from transcend.training.experts import complete_games, generate
-from transcend.training.frontier_report import write_report
-from transcend.training.frontier_study import (
+from transcend.training.data.experts import complete_games, generate
+from transcend.training.studies.experiment import is_newer, log_stage
+from transcend.training.studies.frontier.report import write_report
+from transcend.training.studies.frontier.study import (
     Arm,
     FrontierPreset,
     Layout,
@@ -98,13 +98,13 @@ def stage_heldout(p: FrontierPreset, lay: Layout, seed: int, concurrency: int) -
 
 def stage_data(lay: Layout, arms: Sequence[Arm], workers: int) -> None:
     """Prepared data for every arm, with the paper's diversity measure in its manifest."""
-    from transcend.training.diversity import (
+    from transcend.training.data.diversity import (
         describe,
         diversity,
         games_of_inputs,
         record_in_manifest,
     )
-    from transcend.training.prepare import prepare
+    from transcend.training.data.prepare import prepare
 
     for arm in arms:
         data, pgn = lay.data(arm.name), lay.pgn(arm.name)
@@ -313,7 +313,7 @@ def _advantage(p: FrontierPreset, lay: Layout, snap: Snapshot, name: str, positi
 def stage_probe(p: FrontierPreset, lay: Layout, snapshots: Sequence[Snapshot]) -> None:
     """A board probe of every snapshot on its arm's held-out games (``transcend probe``): from
     its checkpoint, or from the weights read back out of an exported model."""
-    from transcend.training.probe import load_probe_model, probe_model, write_report
+    from transcend.training.studies.probe import load_probe_model, probe_model, write_report
 
     for snap in snapshots:
         source = snap.checkpoint if snap.checkpoint and snap.checkpoint.exists() else snap.model

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from transcend.engine.files import write_atomic, write_figure
-from transcend.training.frontier_study import (
+from transcend.training.studies.frontier.study import (
     FrontierPreset,
     Layout,
     Snapshot,
@@ -147,7 +147,7 @@ def read_probe(lay: Layout, snap: Snapshot) -> dict[str, Any] | None:
 
 def _probe_cell(probe: dict[str, Any] | None) -> str:
     """'0.912 / 0.871 (L4)': best layer's accuracy, and occupied squares at plies 21-40."""
-    from transcend.training.probe import middlegame
+    from transcend.training.studies.probe import middlegame
 
     if probe is None:
         return "-"

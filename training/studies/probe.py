@@ -2,8 +2,8 @@
 
 For every position where the model decides a move, the residual stream after each layer (the
 embeddings included) is taken from one pass over the game's transcript. A linear probe per
-layer maps it to the 64 squares' contents (training/board.py's 13 classes, relative to the side
-to move). Probes are fitted on the positions of some games and scored on those of other games.
+layer maps it to the 64 squares' contents (training/data/board.py's 13 classes, relative to the
+side to move). Probes are fitted on the positions of some games and scored on those of other games.
 
 The probe is a ridge least-squares fit of one-hot classes (the class read back by argmax): one
 closed-form solve per layer, so probing every snapshot of a study takes seconds, and the same
@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from transcend.engine.files import write_atomic, write_figure
 from transcend.engine.transcript import GAME_START, encode
-from transcend.training.board import CLASSES, SQUARES, GameBoards, board_classes, replay_game
+from transcend.training.data.board import CLASSES, SQUARES, GameBoards, board_classes, replay_game
 from transcend.training.model import GPT
 
 PLY_BINS = ((0, 10), (11, 20), (21, 40), (41, None))
@@ -99,7 +99,7 @@ def _model_of_onnx(path: Path) -> GPT:
 def read_games(pgns: Sequence[str], games: int) -> tuple[list[GameBoards], list[str], int]:
     """Up to ``games`` games of the PGN files (or prepared-data folders) that replay: their
     boards and transcripts, and how many did not replay."""
-    from transcend.training.diversity import games_of_inputs
+    from transcend.training.data.diversity import games_of_inputs
 
     boards, texts, failed = [], [], 0
     try:

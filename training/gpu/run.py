@@ -338,7 +338,7 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
     """The whole run; returns the summary also written to ``out/summary.json``."""
     import torch
 
-    from transcend.training import gpu_checks
+    from transcend.training.gpu import checks as gpu_checks
     from transcend.training.train import cpu_has_fast_bf16
 
     clock = Clock(budget)
