@@ -17,8 +17,9 @@ from pathlib import Path
 
 import chess
 
+from transcend.evaluation.endings import game_result
 from transcend.evaluation.players import Player, parse_spec
-from transcend.evaluation.tournament import Settings, game_result, run_tournament
+from transcend.evaluation.tournament import Settings, run_tournament
 
 ENGINE = "sf:skill=0,nodes=10"
 OPPONENT = "random"

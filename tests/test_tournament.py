@@ -10,11 +10,11 @@ from pathlib import Path
 import chess.pgn
 import pytest
 
+from transcend.evaluation.endings import game_result
 from transcend.evaluation.openings import bundled_openings, load_openings
 from transcend.evaluation.tournament import (
     Settings,
     TimeControl,
-    game_result,
     read_results,
     run_tournament,
     schedule,

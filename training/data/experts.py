@@ -18,8 +18,8 @@ from pathlib import Path
 import chess
 import chess.pgn
 
+from transcend.evaluation.endings import game_result
 from transcend.evaluation.players import EngineCrashed, Player, PlayerSpec, parse_spec
-from transcend.evaluation.tournament import game_result
 
 DEFAULT_EXPERTS = (
     "sf:skill=0,nodes=100,eps=0.4,elo=1000",
