@@ -29,7 +29,8 @@ from pathlib import Path
 import chess
 import numpy as np
 
-from transcend.engine.policy import PAPER_MAX_CHARS, Policy, cache_feed, default_model_path
+from transcend.engine.model_file import cache_feed, default_model_path
+from transcend.engine.policy import PAPER_MAX_CHARS, Policy
 from transcend.engine.transcript import encode
 
 MOVE_NUMBERS = (10, 40, 80)

@@ -18,7 +18,7 @@ import chess
 import chess.engine
 import pytest
 
-from transcend.engine.policy import default_model_path
+from transcend.engine.model_file import default_model_path
 from transcend.engine.uci import material_cp, temperature_for_elo
 
 INFO_LINE = re.compile(

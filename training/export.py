@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from transcend.engine.files import write_atomic
-from transcend.engine.policy import MODEL_FORMAT, cache_feed, cache_names, optional_field
+from transcend.engine.model_file import MODEL_FORMAT, cache_feed, cache_names, optional_field
 from transcend.engine.transcript import VOCAB, VOCAB_SIZE
 from transcend.training.model import GPT, ModelConfig
 

@@ -74,7 +74,8 @@ def load_probe_model(path: Path) -> GPT:
 
 
 def _model_of_onnx(path: Path) -> GPT:
-    from transcend.engine.policy import ModelError, Policy, read_metadata
+    from transcend.engine.model_file import ModelError, read_metadata
+    from transcend.engine.policy import Policy
     from transcend.training.upgrade import model_from_onnx
 
     instead = "pass its training run folder or checkpoint (ckpt.pt) instead"

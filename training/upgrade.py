@@ -15,7 +15,7 @@ import click
 import numpy as np
 import torch
 
-from transcend.engine.policy import MODEL_FORMAT, ModelError, read_metadata
+from transcend.engine.model_file import MODEL_FORMAT, ModelError, read_metadata
 from transcend.training.export import PARITY_TOLERANCE, CheckpointError, export_onnx
 from transcend.training.model import GPT, ModelConfig
 
