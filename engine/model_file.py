@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transcend.engine.features import FEATURE_SETS, FEATURES_VERSION
 from transcend.engine.transcript import VOCAB
 
 # The ONNX interface this engine reads (docs/onnx-model.md); `transcend upgrade-model` converts
@@ -26,6 +27,9 @@ from transcend.engine.transcript import VOCAB
 MODEL_FORMAT = "2"
 # `coreml` (macOS) is a choice, never picked by `auto`: it has not been measured against the CPU.
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml")
+# A board-input model's extra inputs, after attention_mask: the positions' feature ids and, for
+# each new token, which of those positions it is at.
+BOARD_INPUT_NAMES = ["board_features", "board_index"]
 
 
 class ModelError(ValueError):
@@ -64,6 +68,8 @@ class ModelInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     provider: str = ""
     device_note: str = ""  # why the requested device was not used, when it was not
+    # The feature set the model reads at each character (engine/features.py), None for none.
+    board_input: str | None = None
 
 
 def _read_varint(fh: io.BufferedReader) -> int:
@@ -164,6 +170,20 @@ def _required_int(meta: dict[str, str], key: str, path: Path) -> int:
     return int(number)
 
 
+def _board_input(meta: dict[str, str], path: Path) -> str | None:
+    """The model's board input, checked: a feature set or version this engine does not compute
+    would feed the model ids it was not trained on."""
+    kind = optional_field(meta, "board_input")
+    if kind is None:
+        return None
+    version = meta.get("board_features_version", "")
+    if kind not in FEATURE_SETS or version != FEATURES_VERSION:
+        raise ModelError(f"{path} reads board input {kind!r} (features version {version!r}); "
+                         f"this engine computes {', '.join(FEATURE_SETS)} at version "
+                         f"{FEATURES_VERSION} (a newer transcend may read it)")
+    return kind
+
+
 def read_model_info(path: str | Path) -> ModelInfo:
     """Metadata of a model file, checked: it must be a transcend model with our vocabulary."""
     path = Path(path)
@@ -190,6 +210,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
         n_params=_whole(_optional_number(meta, "n_params", path)),
         max_rating=_whole(_optional_number(meta, "max_rating", path)),
         metadata=meta,
+        board_input=_board_input(meta, path),
     )
     # `transcend sweep` writes its curve next to the model; the metadata copy wins.
     sidecar = path.with_name(path.stem + ".calibration.json")
