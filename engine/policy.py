@@ -27,6 +27,13 @@ from pathlib import Path
 import chess
 import numpy as np
 
+from transcend.engine.features import (
+    encode_snapshots,
+    move_spans,
+    plies_at,
+    snapshot,
+    text_features,
+)
 from transcend.engine.model_file import ModelError, cache_feed, create_session, read_model_info
 from transcend.engine.token_steps import (
     first_chars,
@@ -150,6 +157,9 @@ class Policy:
         # Window shifts move the start by this many plies (even, so it starts at a white move):
         # about half the window, so the cache is rebuilt rarely.
         self.shift_plies = max(2, 2 * ((self.info.block_size // 2) // (2 * CHARS_PER_PLY)))
+        # The feature set a board-input model reads (engine/features.py); None: the plain model,
+        # called exactly as without this feature.
+        self.board_input = self.info.board_input
         self.reset()
 
     def reset(self) -> None:
@@ -165,6 +175,13 @@ class Policy:
         self._root_is_start = True
         self._first_ply = 0  # of the transcript: 0 from the standard start
         self._sans: list[str] = []
+        # A board-input model: the features of the position after each ply of the history
+        # (index 0: the root), a key of each, and the key of each cached token's position. The
+        # cache is kept only where both the text and the positions agree (two games set up from
+        # different FENs may share their text).
+        self._ply_features: list[np.ndarray] = []
+        self._ply_keys: list[int] = []
+        self._keys = np.zeros(0, dtype=np.int64)
 
     @property
     def cached_tokens(self) -> int:
@@ -190,6 +207,8 @@ class Policy:
                 and root.fullmove_number == 1
             )
             self._first_ply = 2 * (root.fullmove_number - 1) + (root.turn == chess.BLACK)
+            self._ply_features, self._ply_keys = [], []
+            self._add_position()
         stack = board.move_stack
         replay = self._san_board
         done = replay.move_stack
@@ -202,12 +221,29 @@ class Policy:
         while len(done) > same:
             replay.pop()
             self._sans.pop()
+            if self.board_input:
+                self._ply_features.pop()
+                self._ply_keys.pop()
         for move in stack[same:]:
             self._sans.append(replay.san_and_push(move))
+            self._add_position()
         return list(self._sans), self._first_ply, self._root_is_start
 
+    def _add_position(self) -> None:
+        """The features of the history's last position, for a board-input model."""
+        if self.board_input:
+            kind = self.board_input
+            row = encode_snapshots([snapshot(self._san_board, kind == "board+attacks")], kind)[0]
+            self._ply_features.append(row)
+            self._ply_keys.append(hash(row.tobytes()))
+
     def prompt_text(self, board: chess.Board) -> str:
-        """The text the model sees before the move to play in ``board``.
+        """The text the model sees before the move to play in ``board``."""
+        return self._prompt(board)[0]
+
+    def _prompt(self, board: chess.Board) -> tuple[str, int]:
+        """The text the model sees before the move to play in ``board``, and the ply of the
+        history (0: the root) where the text starts.
 
         From the standard start it is the game's transcript as in training (``;1.e4 e5 2.``).
         From a FEN there is no history: the text starts at the FEN's move number, without ``;``
@@ -220,7 +256,7 @@ class Policy:
         budget = self.info.block_size - WINDOW_MARGIN
         text = prompt(sans, first_ply, game_start=start)
         if len(text) <= budget:
-            return text
+            return text, 0
         step = self.shift_plies
         absolute = (first_ply // step + 1) * step
         end = first_ply + len(sans)
@@ -230,7 +266,7 @@ class Policy:
             k = absolute - first_ply
             text = prompt(sans[k:], absolute, game_start=False)
             if len(text) <= budget:
-                return text
+                return text, k
             if absolute >= end - 1:
                 raise ModelError(
                     f"the model's window ({self.info.block_size}) is too small to hold a move"
@@ -245,10 +281,13 @@ class Policy:
     # -- model calls --------------------------------------------------------------------------
 
     def _run(
-        self, ids: np.ndarray, positions: np.ndarray, cached: int, new_mask: np.ndarray
+        self, ids: np.ndarray, positions: np.ndarray, cached: int, new_mask: np.ndarray,
+        plies: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Logits and new keys and values of ``ids`` run after the first ``cached`` tokens of the
-        cache, with ``new_mask`` saying which new tokens each new token attends to."""
+        cache, with ``new_mask`` saying which new tokens each new token attends to. A board-input
+        model reads the position after ``plies[i]`` plies of the history at token i (default:
+        the current position for every token)."""
         t, cache = len(ids), self._cache
         if t * (cache.shape[4] - cached) > SPARE_READS_PER_COPY * cached:
             # Many new tokens and few cached ones (a window shift rebuilds the cache): every new
@@ -264,10 +303,27 @@ class Policy:
                 "input_ids": ids[None],
                 "position_ids": positions[None],
                 "attention_mask": mask[None],
+                **self._board_feed(plies, t),
                 **cache_feed(cache),
             },
         )
         return logits[0], new_kv
+
+    def _board_feed(self, plies: np.ndarray | None, tokens: int) -> dict[str, np.ndarray]:
+        """The board inputs of ``tokens`` new tokens at ``plies`` of the history: each distinct
+        position's features once, and which of them each token is at. Empty for a plain model."""
+        if not self.board_input:
+            return {}
+        if plies is None:
+            plies = np.full(tokens, len(self._ply_features) - 1)
+        distinct, index = np.unique(plies, return_inverse=True)
+        features = np.stack([self._ply_features[int(ply)] for ply in distinct])
+        return {"board_features": features[None], "board_index": index.reshape(1, -1)}
+
+    def _prompt_plies(self, text: str, first: int) -> np.ndarray:
+        """For each character of a prompt that starts ``first`` plies into the history, the
+        ply whose position it reads (training's rule: every move complete there)."""
+        return first + plies_at(move_spans(text)[2], len(text))
 
     def text_logits(self, text: str) -> np.ndarray:
         """Next-character logits (T, vocab) of every character of ``text``, in one causal pass
@@ -276,9 +332,16 @@ class Policy:
         ids = encode(text).astype(np.int64)[None]
         n = ids.shape[1]
         empty = np.zeros((info.n_layer, 2, 1, info.n_head, 0, info.head_dim), np.float32)
+        board: dict[str, np.ndarray] = {}
+        if self.board_input:  # the text is a game from the standard start, as in training
+            features = text_features(text, self.board_input)
+            if features is None:
+                raise ValueError(f"{text[:40]!r}...: its moves do not replay from the start")
+            board = {"board_features": features[0][None], "board_index": features[1][None]}
         logits, _ = self.session.run(None, {  # type: ignore[attr-defined]
             "input_ids": ids, "position_ids": np.arange(n)[None],
-            "attention_mask": np.tril(np.ones((n, n), bool))[None], **cache_feed(empty),
+            "attention_mask": np.tril(np.ones((n, n), bool))[None], **board,
+            **cache_feed(empty),
         })
         return logits[0]
 
@@ -301,12 +364,22 @@ class Policy:
         logits, _ = self._run(trie.chars, n + trie.depth - 1, n, trie.ancestors)
         return np.concatenate([self._logits[n - 1][None], logits])
 
-    def _evaluate(self, text: str, trie: MoveTrie | None) -> tuple[np.ndarray, np.ndarray, int]:
+    def _evaluate(self, text: str, trie: MoveTrie | None, first: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
         """Logit rows (row 0 after the prompt, row i + 1 after trie node i), the keys and
-        values of the trie's nodes, and the number of tokens run. Caches the prompt."""
+        values of the trie's nodes, and the number of tokens run. Caches the prompt, which
+        starts ``first`` plies into the history."""
         ids = encode(text).astype(np.int64)
         n = len(ids)
         kept = _common_prefix(self._ids, ids)
+        plies = None
+        if self.board_input:
+            plies = self._prompt_plies(text, first)
+            keys = np.array(self._ply_keys, dtype=np.int64)[plies]
+            kept = min(kept, _common_prefix(self._keys, keys))
+            # The trie's nodes read the current position, the last of the history.
+            plies = np.concatenate([plies[kept:],
+                                    np.full(trie.n if trie else 0, len(self._ply_keys) - 1)])
         new = ids[kept:]
         nodes = trie.n if trie is not None else 0
         if len(new) == 0 and nodes == 0:
@@ -320,10 +393,12 @@ class Policy:
             positions = np.concatenate([positions, n + trie.depth - 1])
             mask[len(new) :, : len(new)] = True
             mask[len(new) :, len(new) :] = trie.ancestors
-        logits, new_kv = self._run(tokens, positions, kept, mask)
+        logits, new_kv = self._run(tokens, positions, kept, mask, plies)
         self._reserve(n)
         self._cache[..., kept:n, :] = new_kv[..., : len(new), :]
         self._ids = ids
+        if self.board_input:
+            self._keys = keys
         self._logits = np.concatenate([self._logits[:kept], logits[: len(new)]])
         root = self._logits[n - 1][None]
         rows = np.concatenate([root, logits[len(new) :]]) if trie is not None else root
@@ -337,8 +412,8 @@ class Policy:
         same keys and values either way, so the moves and their probabilities are unchanged.
         """
         with self._lock:
-            text = self.prompt_text(board)
-            self._evaluate(text, None)
+            text, first = self._prompt(board)
+            self._evaluate(text, None, first)
             self._reserve(len(text) + 4 * CHARS_PER_PLY)
 
     def _trie(self, board: chess.Board, moves: list[chess.Move] | None) -> MoveTrie:
@@ -355,7 +430,8 @@ class Policy:
             trie = self._trie(board, moves)
             if not trie.moves:
                 return MoveScores(trie, np.zeros((1, VOCAB_SIZE)))
-            rows, _, _ = self._evaluate(self.prompt_text(board), trie)
+            text, first = self._prompt(board)
+            rows, _, _ = self._evaluate(text, trie, first)
             return MoveScores(trie, rows)
 
     def move_distribution(
@@ -412,7 +488,7 @@ class Policy:
         if temperature < 0 or not np.isfinite(temperature):
             raise ValueError(f"temperature must be a number >= 0, not {temperature}")
         with self._lock:
-            text = self.prompt_text(board)
+            text, first = self._prompt(board)
             trie = self._trie(board, moves)
             if not trie.moves:
                 raise ValueError("no legal move in this position")
@@ -420,8 +496,8 @@ class Policy:
                 self.token_path == "steps"
                 or (self.token_path == "auto" and steps_are_cheaper(trie, len(text)))
             ):
-                return self._choose_steps(text, trie, temperature, rng.random())
-            rows, tree_kv, nodes = self._evaluate(text, trie)
+                return self._choose_steps(text, first, trie, temperature, rng.random())
+            rows, tree_kv, nodes = self._evaluate(text, trie, first)
             p = MoveScores(trie, rows).probabilities(
                 temperature, "move" if mode == "move" else "token")
             probabilities = dict(zip(trie.moves, p.tolist(), strict=True))
@@ -437,7 +513,8 @@ class Policy:
             self._keep_path(len(text), trie, best, tree_kv, rows)
             return Choice(trie.moves[best], probabilities, nodes=nodes)
 
-    def _choose_steps(self, text: str, trie: MoveTrie, temperature: float, u: float) -> Choice:
+    def _choose_steps(self, text: str, first: int, trie: MoveTrie, temperature: float,
+                      u: float) -> Choice:
         """`token` sampling in one or two small calls. The first runs the new prompt characters
         and, as a tree, one node per distinct first character of the moves: its logits pick the
         first two characters. Only when several moves start with those two does a second call
@@ -445,7 +522,7 @@ class Policy:
         next prompt)."""
         firsts = first_chars(trie)
         level = MoveTrie([], [VOCAB[c] for c in firsts])
-        rows, _, nodes = self._evaluate(text, level)
+        rows, _, nodes = self._evaluate(text, level, first)
         k, probability, u = step(rows[0], firsts, False, temperature, u)
         under = [m for m, san in enumerate(trie.sans) if STOI[san[0]] == firsts[k]]
         seconds = sorted({STOI[trie.sans[m][1]] for m in under})  # a SAN has 2 or more
@@ -468,6 +545,8 @@ class Policy:
         self._reserve(n + len(path))
         self._cache[..., n : n + len(path), :] = tree_kv[..., path, :]
         self._ids = np.concatenate([self._ids[:n], trie.chars[path]])
+        if self.board_input:  # the move's characters read the current position
+            self._keys = np.concatenate([self._keys[:n], np.full(len(path), self._ply_keys[-1])])
         self._logits = np.concatenate([self._logits[:n], rows[path + 1].astype(np.float32)])
 
     # -- the paper's protocol -----------------------------------------------------------------
