@@ -276,9 +276,9 @@ def greedy_legal_rate(model: GPT, val: TokenWindows, positions: int, device: tor
         out = ""
         with torch.no_grad():
             for _ in range(10):
-                board = (None if board_input is None
-                         else (board_input[0], board_input[1][:, : ids.shape[1]]))
-                nxt = int(model(ids, board)[0, -1].argmax())
+                seen = (None if board_input is None
+                        else (board_input[0], board_input[1][:, : ids.shape[1]]))
+                nxt = int(model(ids, seen)[0, -1].argmax())
                 ch = decode([nxt])
                 if ch in (" ", GAME_START) and out:
                     break
