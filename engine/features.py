@@ -23,6 +23,8 @@ example, how many of the opponent's knights the mover attacks and the opponent d
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import chess
 import numpy as np
 
@@ -153,26 +155,32 @@ def plies_at(ends: np.ndarray, length: int) -> np.ndarray:
     return np.searchsorted(ends, np.arange(length), side="right")
 
 
-def replay_snapshots(sans: list[str], attacks: bool,
-                     board: chess.Board | None = None) -> list[list[int]] | None:
-    """The snapshots after 0, 1, ... len(sans) moves from ``board`` (the standard start); None
-    when a move does not parse or is illegal."""
-    board = chess.Board() if board is None else board.copy(stack=False)
-    out = [snapshot(board, attacks)]
+def replay_snapshots(sans: list[str], take: Callable[[chess.Board], list[int]]
+                     ) -> list[list[int]] | None:
+    """``take`` of the boards after 0, 1, ... len(sans) moves from the standard start (a
+    snapshot, or the piece bitboards alone); None when a move does not parse or is illegal."""
+    board = chess.Board()
+    out = [take(board)]
     for san in sans:
         try:
             board.push_san(san)
         except ValueError:
             return None
-        out.append(snapshot(board, attacks))
+        out.append(take(board))
     return out
+
+
+def snapshot_of(kind: str) -> Callable[[chess.Board], list[int]]:
+    """The snapshot that the feature set ``kind`` needs."""
+    attacks = kind == "board+attacks"
+    return lambda board: snapshot(board, attacks)
 
 
 def text_features(text: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The features of every character of a transcript text from the standard start: (plies +
     1, width) ids, one row a position, and each character's row. None when it does not replay."""
     sans, _, ends = move_spans(text)
-    snapshots = replay_snapshots(sans, kind == "board+attacks")
+    snapshots = replay_snapshots(sans, snapshot_of(kind))
     if snapshots is None:
         return None
     return encode_snapshots(snapshots, kind), plies_at(ends, len(text))

@@ -33,6 +33,7 @@ from transcend.engine.features import (
     piece_masks,
     plies_at,
     replay_snapshots,
+    snapshot_of,
     square_classes,
 )
 from transcend.engine.transcript import GAME_START, STOI, decode
@@ -80,7 +81,8 @@ def replay_game(text: str, board_input: str | None = None) -> GameBoards | None:
     """The boards of one game's transcript text (starting with ``;`` or not), and the features
     of ``board_input`` when given; None when a move does not parse or is illegal."""
     sans, starts, ends = move_spans(text)
-    snapshots = replay_snapshots(sans, board_input == "board+attacks")
+    # The board targets need the pieces alone: cheaper than a whole snapshot at every ply.
+    snapshots = replay_snapshots(sans, snapshot_of(board_input) if board_input else piece_masks)
     if snapshots is None:
         return None
     features = (encode_snapshots(snapshots, board_input).astype(np.int16) if board_input

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from transcend.engine.features import NO_POSITION, ROWS, WIDTHS
+from transcend.engine.features import NO_POSITION, ROWS, WIDTHS, text_features
 from transcend.engine.transcript import VOCAB_SIZE
 
 
@@ -170,11 +171,13 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         if config.board_input:
-            # A position sums WIDTHS rows: scaled so that the sum starts as small as one
-            # character's embedding.
-            width = WIDTHS[config.board_input]
+            # A position is the sum of WIDTHS rows, each moved by about the learning rate at
+            # every step (AdamW): unscaled, the sum moved that many times faster than a
+            # character's embedding and training diverged early. Scaled by 1/sqrt(WIDTHS), it
+            # starts as large as a character's embedding (rows at N(0, 0.02)) and learns fast;
+            # 1/WIDTHS learned slower (docs/board.md).
+            self.board_scale = WIDTHS[config.board_input] ** -0.5
             with torch.no_grad():
-                nn.init.normal_(self.transformer.bte.weight, 0.0, 0.02 / math.sqrt(width))
                 self.transformer.bte.weight[NO_POSITION].zero_()
 
     @staticmethod
@@ -205,7 +208,23 @@ class GPT(nn.Module):
         else:  # the same sum, without a (B * P, width, n_embd) intermediate
             rows = F.embedding_bag(flat, table, mode="sum", padding_idx=NO_POSITION)
         offset = torch.arange(b, device=index.device).unsqueeze(1) * p
-        return rows[index + offset]
+        return rows[index + offset] * self.board_scale
+
+    def board_of_text(self, text: str, extra: int = 0
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The board input of a game's text from the standard start, as a batch of one, with
+        ``extra`` more tokens at the text's last position (the next move's characters); None
+        for a model without one. ValueError when the text does not replay."""
+        if not self.config.board_input:
+            return None
+        features = text_features(text, self.config.board_input)
+        if features is None:
+            raise ValueError(f"{text[:40]!r}...: its moves do not replay from the start")
+        rows, index = features
+        index = np.concatenate([index, np.full(extra, index[-1])])
+        device = self.transformer.wte.weight.device
+        return (torch.from_numpy(rows)[None].to(device),
+                torch.from_numpy(index)[None].to(device))
 
     def _embed(self, idx: torch.Tensor, pos: torch.Tensor,
                board: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from transcend.engine.features import FEATURE_SETS, text_features
+from transcend.engine.features import FEATURE_SETS
 from transcend.engine.files import write_atomic
 from transcend.engine.transcript import GAME_START, STOI, decode, encode
 from transcend.training.board import BOARD_AT, IGNORE, BoardTargets
@@ -266,13 +266,8 @@ def greedy_legal_rate(model: GPT, val: TokenWindows, positions: int, device: tor
         if len(context) + 10 > model.config.block_size:
             continue
         ids = torch.from_numpy(encode(context).astype(np.int64))[None].to(device)
-        board_input = None
-        if model.config.board_input:
-            features = text_features(context, model.config.board_input)
-            assert features is not None  # its moves were just replayed
-            # The characters written are the next move's: all at the prompt's position.
-            rows, index = (torch.from_numpy(a)[None].to(device) for a in features)
-            board_input = (rows, torch.cat([index, index[:, -1:].expand(1, 10)], dim=1))
+        # The characters written are the next move's: all at the prompt's position.
+        board_input = model.board_of_text(context, extra=10)
         out = ""
         with torch.no_grad():
             for _ in range(10):
