@@ -180,7 +180,8 @@ def text_features(text: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The features of every character of a transcript text from the standard start: (plies +
     1, width) ids, one row a position, and each character's row. None when it does not replay."""
     sans, _, ends = move_spans(text)
-    snapshots = replay_snapshots(sans, snapshot_of(kind))
+    complete = int(np.searchsorted(ends, len(text)))  # a move being written is not played yet
+    snapshots = replay_snapshots(sans[:complete], snapshot_of(kind))
     if snapshots is None:
         return None
     return encode_snapshots(snapshots, kind), plies_at(ends, len(text))

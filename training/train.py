@@ -378,9 +378,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         train_boards = BoardTargets(train_windows.tokens, cfg.board_at, board_input=board_input)
         if not train_boards.any_replays():
             flag = "--board-loss" if cfg.board_loss else "--board-input"
+            what = "no board targets" if cfg.board_loss else "no boards to read"
             raise click.ClickException(
                 f"{flag}: no game in {data / 'train.bin'} replays as chess, so there are "
-                f"no boards to read; train without {flag}")
+                f"{what}; train without {flag}")
         if val_windows is not None:
             val_boards = BoardTargets(val_windows.tokens, cfg.board_at, board_input=board_input)
     trained: torch.nn.Module = supervised or model
