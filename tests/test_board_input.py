@@ -446,3 +446,24 @@ def test_everything_that_plays_reads_a_board_input_model(expert_run: dict[str, P
     probe = transcend("probe", str(model), "--pgn", str(pgn), "--out", str(tmp_path / "probe"),
                       "--games", "12")
     assert "best layer" in probe.stdout
+
+
+def test_the_play_page_plays_a_board_input_model(expert_run: dict[str, Path]) -> None:
+    from play_helpers import Client
+
+    from transcend.play.server import make_server, serve_in_thread
+
+    server = make_server(expert_run["model"], port=0, nodes=50, threads=1)
+    serve_in_thread(server)
+    try:
+        client = Client(server.url)
+        state = client.ok("new", white="human", black="model", temperature=1, seed=3)
+        state = client.ok("move", id=state["id"], uci="e2e4")
+        state = client.ok("reply", id=state["id"])
+        assert state["ply"] == 2 and 0 < state["reply"]["p"] <= 1
+        analysis = client.ok("analysis", id=state["id"], top=500, stockfish=False)
+        assert len(analysis["candidates"]) == analysis["legal"] > 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.games.stockfish.close()
