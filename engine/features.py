@@ -176,12 +176,13 @@ def snapshot_of(kind: str) -> Callable[[chess.Board], list[int]]:
     return lambda board: snapshot(board, attacks)
 
 
-def text_features(text: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+def text_features(text: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """The features of every character of a transcript text from the standard start: (plies +
-    1, width) ids, one row a position, and each character's row. None when it does not replay."""
+    1, width) ids, one row a position, and each character's row. ValueError when its moves do
+    not replay."""
     sans, _, ends = move_spans(text)
     complete = int(np.searchsorted(ends, len(text)))  # a move being written is not played yet
     snapshots = replay_snapshots(sans[:complete], snapshot_of(kind))
     if snapshots is None:
-        return None
+        raise ValueError(f"{text[:40]!r}...: its moves do not replay from the start")
     return encode_snapshots(snapshots, kind), plies_at(ends, len(text))

@@ -27,13 +27,7 @@ from pathlib import Path
 import chess
 import numpy as np
 
-from transcend.engine.features import (
-    encode_snapshots,
-    move_spans,
-    plies_at,
-    snapshot,
-    text_features,
-)
+from transcend.engine.features import move_spans, plies_at, position_features, text_features
 from transcend.engine.model_file import ModelError, cache_feed, create_session, read_model_info
 from transcend.engine.token_steps import (
     first_chars,
@@ -232,8 +226,7 @@ class Policy:
     def _add_position(self) -> None:
         """The features of the history's last position, for a board-input model."""
         if self.board_input:
-            kind = self.board_input
-            row = encode_snapshots([snapshot(self._san_board, kind == "board+attacks")], kind)[0]
+            row = position_features(self._san_board, self.board_input)
             self._ply_features.append(row)
             self._ply_keys.append(hash(row.tobytes()))
 
@@ -335,8 +328,6 @@ class Policy:
         board: dict[str, np.ndarray] = {}
         if self.board_input:  # the text is a game from the standard start, as in training
             features = text_features(text, self.board_input)
-            if features is None:
-                raise ValueError(f"{text[:40]!r}...: its moves do not replay from the start")
             board = {"board_features": features[0][None], "board_index": features[1][None]}
         logits, _ = self.session.run(None, {  # type: ignore[attr-defined]
             "input_ids": ids, "position_ids": np.arange(n)[None],
@@ -372,16 +363,15 @@ class Policy:
         ids = encode(text).astype(np.int64)
         n = len(ids)
         kept = _common_prefix(self._ids, ids)
+        nodes = trie.n if trie is not None else 0
         plies = None
         if self.board_input:
             plies = self._prompt_plies(text, first)
             keys = np.array(self._ply_keys, dtype=np.int64)[plies]
             kept = min(kept, _common_prefix(self._keys, keys))
             # The trie's nodes read the current position, the last of the history.
-            plies = np.concatenate([plies[kept:],
-                                    np.full(trie.n if trie else 0, len(self._ply_keys) - 1)])
+            plies = np.concatenate([plies[kept:], np.full(nodes, len(self._ply_keys) - 1)])
         new = ids[kept:]
-        nodes = trie.n if trie is not None else 0
         if len(new) == 0 and nodes == 0:
             return self._logits[n - 1][None], self._cache[..., :0, :], 0
         t = len(new) + nodes

@@ -217,10 +217,7 @@ class GPT(nn.Module):
         for a model without one. ValueError when the text does not replay."""
         if not self.config.board_input:
             return None
-        features = text_features(text, self.config.board_input)
-        if features is None:
-            raise ValueError(f"{text[:40]!r}...: its moves do not replay from the start")
-        rows, index = features
+        rows, index = text_features(text, self.config.board_input)
         index = np.concatenate([index, np.full(extra, index[-1])])
         device = self.transformer.wte.weight.device
         return (torch.from_numpy(rows)[None].to(device),
