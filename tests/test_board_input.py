@@ -467,3 +467,19 @@ def test_the_play_page_plays_a_board_input_model(expert_run: dict[str, Path]) ->
         server.shutdown()
         server.server_close()
         server.games.stockfish.close()
+
+
+def test_a_board_input_model_trains_under_ddp(tiny_data: Path, tmp_path: Path) -> None:
+    import os
+
+    run = tmp_path / "ddp"
+    result = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2",
+         str(BIN / "transcend"), "train", "--data", str(tiny_data), "--out", str(run), *FAST,
+         "--block-size", "64", "--batch-size", "4", "--max-steps", "4", "--eval-interval", "2",
+         "--legal-interval", "0", "--board-input", "board+attacks"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    ckpt = torch.load(run / "ckpt.pt", weights_only=True)
+    assert ckpt["summary"]["world_size"] == 2 and ckpt["summary"]["board_input"] == "board+attacks"
+    assert ckpt["model"]["transformer.bte.weight"][NO_POSITION].abs().sum() == 0
