@@ -107,7 +107,7 @@ def main() -> None:
         board = trainer(args.config, args.batch_size, args.steps, data, Path(tmp) / "board",
                         board_loss=1.0)
         inputs = {kind: trainer(args.config, args.batch_size, args.steps, data,
-                                Path(tmp) / kind.replace("+", "-"), board_input=kind)
+                                Path(tmp) / f"input-{kind.replace('+', '-')}", board_input=kind)
                   for kind in FEATURE_SETS}
     print(f"config {args.config}, batch {args.batch_size} x {block}, {args.steps} steps, "
           f"{torch.get_num_threads()} threads, {dtype} on {device}")
