@@ -49,7 +49,7 @@ def make_games(folder: Path, games: int) -> Path:
 
 
 def make_model(folder: Path, config: str) -> Path:
-    from transcend.engine.policy import default_model_path
+    from transcend.engine.model_file import default_model_path
 
     if default_model_path().is_file():
         return default_model_path()

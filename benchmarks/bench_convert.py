@@ -23,7 +23,7 @@ import numpy as np
 from bench_engine import make_games
 
 from transcend.engine.convert import DEFAULT_MARGIN, ConvertOptions, material_cp, plan
-from transcend.engine.policy import default_model_path
+from transcend.engine.model_file import default_model_path
 from transcend.engine.uci import Engine, Output, Settings
 
 FIRST_PLY = 8

@@ -15,6 +15,10 @@ timed at moves 10, 40 and 80 (white to move) and the next few moves of each game
     python benchmarks/bench_engine.py --model m.onnx --threads 1   # then on the GPU if any
     python benchmarks/bench_engine.py --quick         # seconds: the `tiny` model, two games
     python benchmarks/bench_engine.py --config paper-50m --threads 2   # a fresh paper-50m
+
+A model that reads the board (``--board-input``) is timed against the same model without it:
+fresh models of the same config, the same positions, interleaved (goal: within 10%), and the
+features' own cost per position.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from pathlib import Path
 import chess
 import numpy as np
 
-from transcend.engine.policy import PAPER_MAX_CHARS, Policy, cache_feed, default_model_path
+from transcend.engine.features import FEATURE_SETS, position_features
+from transcend.engine.model_file import cache_feed, default_model_path
+from transcend.engine.policy import PAPER_MAX_CHARS, Policy
 from transcend.engine.transcript import encode
 
 MOVE_NUMBERS = (10, 40, 80)
@@ -37,15 +43,17 @@ WAYS = ("auto", "tree")  # Policy.token_path: "auto" samples step by step when c
 SAMPLES_PER_GAME = 3  # consecutive own moves timed from each move number
 
 
-def fresh_model(config: str, out: Path) -> Path:
+def fresh_model(config: str, out: Path, board_input: str = "") -> Path:
     """A freshly initialised model exported to ONNX (latency does not depend on training)."""
+    from dataclasses import replace
+
     import torch
 
     from transcend.training.export import export_onnx, metadata_for
     from transcend.training.model import CONFIGS, GPT
 
     torch.manual_seed(0)
-    model = GPT(CONFIGS[config])
+    model = GPT(replace(CONFIGS[config], board_input=board_input))
     export_onnx(model, out, metadata_for(model, {"data": {"source": "untrained, benchmark"}}))
     return out
 
@@ -119,6 +127,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--no-paper", action="store_true",
                         help="skip the paper's method (minutes for a large model at move 80)")
+    parser.add_argument("--no-board", action="store_true",
+                        help="skip the board-input models against the plain one")
     args = parser.parse_args()
     if args.quick:
         args.games, args.config = 2, "tiny"
@@ -135,6 +145,8 @@ def main() -> None:
         games = make_games(args.games, last, seed=1)
         print(f"{len(games)} games of >= {last} plies in {time.perf_counter() - started:.1f} s")
         run(path, args.device, games, args)
+        if not args.no_board:
+            board_inputs(args.config, Path(tmp), games, args)
         if args.device == "cpu":  # the same on the GPU, when there is one
             gpu = Policy(path, device="cuda", threads=args.threads)
             if gpu.info.provider == "CPUExecutionProvider":
@@ -207,6 +219,43 @@ def run(path: Path, device: str, games: list[list[chess.Move]],
           f"{ms(times['tree'], 50)} ms scoring every move, {ms(times['paper'], 50)} ms the "
           f"paper's method ({ratio(times['paper'], times['auto'])} faster; goal >= 20x); "
           f"after bestmove, off the clock: {ms(after, 50)} / {ms(after, 95)} ms")
+
+
+def board_inputs(config: str, tmp: Path, games: list[list[chess.Move]],
+                 args: argparse.Namespace) -> None:
+    """Fresh models of ``config`` with and without each board input, played as the engine
+    plays (`token` mode, its own move run into the cache after `bestmove`), interleaved."""
+    names = ("plain", *FEATURE_SETS)
+    policies = {name: Policy(fresh_model(config, tmp / f"{name.replace('+', '-')}.onnx",
+                                         "" if name == "plain" else name),
+                             device=args.device, threads=args.threads) for name in names}
+    rng = np.random.default_rng(0)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for moves in games:
+        for policy in policies.values():
+            policy.reset()
+        for ply in range(0, len(moves) - 1, 2):
+            board, played = board_at(moves, ply), board_at(moves, ply + 1)
+            for name, policy in policies.items():
+                start = time.perf_counter()
+                policy.choose(board, args.temperature, "token", rng, distribution=False)
+                times[name].append(time.perf_counter() - start)
+                policy.extend_cache(played)
+    boards = [board_at(moves, ply) for moves in games[:2] for ply in range(0, len(moves), 3)]
+    print(f"\nboard input, fresh `{config}` models, {len(times['plain'])} moves each (every "
+          f"move of the games, white's side):")
+    print("| model | median / p95 ms | / plain (paired median) | features per position |")
+    print("|---|---|---|---|")
+    for name in names:
+        paired = np.median(np.array(times[name]) / np.array(times["plain"]))
+        cost = "-"
+        if name != "plain":
+            start = time.perf_counter()
+            for board in boards:
+                position_features(board, name)
+            cost = f"{1e6 * (time.perf_counter() - start) / len(boards):.0f} us"
+        print(f"| {name} | {ms(times[name], 50)} / {ms(times[name], 95)} | {paired:.3f} "
+              f"| {cost} |")
 
 
 def ratio(slow: list[float], fast: list[float]) -> str:

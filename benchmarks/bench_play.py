@@ -26,7 +26,8 @@ import chess
 import chess.pgn
 import numpy as np
 
-from transcend.engine.policy import Policy, default_model_path
+from transcend.engine.model_file import default_model_path
+from transcend.engine.policy import Policy
 from transcend.play.server import make_server, serve_in_thread
 
 GOAL_MS = 100

@@ -5,7 +5,10 @@ already in memory, with no data sampling, logging, evaluation or checkpoints. Th
 what the real trainer's machinery costs (goal: at least 0.9). The trainer with the board loss
 (`--board-loss 1 --board-at all`: the targets replayed from the games as batches are drawn, and
 the head's product and cross-entropy) is measured against the plain trainer (goal: at least
-0.9). The data are random legal games written as transcripts, so that every game replays.
+0.9). So is the trainer of a model that reads the board (`--board-input board` and
+`board+attacks`: each window's positions replayed from its games' starts, and their embeddings
+summed): goal at least 0.9 of the plain trainer. The data are random legal games written as
+transcripts, so that every game replays.
 
     python benchmarks/bench_train.py [--config small] [--steps 12] [--quick]
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 import chess
 import torch
 
+from transcend.engine.features import FEATURE_SETS
 from transcend.engine.transcript import encode, game_transcript
 from transcend.training.model import CONFIGS, GPT, next_char_loss
 from transcend.training.train import TrainConfig, pick_device, pick_dtype, train
@@ -67,14 +71,15 @@ def bare_loop(config: str, batch: int, steps: int, block: int, dtype: torch.dtyp
 
 
 def trainer(config: str, batch: int, steps: int, data: Path, out: Path,
-            board_loss: float = 0.0) -> float:
+            board_loss: float = 0.0, board_input: str = "") -> float:
     """Steady-state tokens/s of the real loop, as it logs them: the window from the end of
     step 1 to the end of step ``steps + 1`` (sampling, logging and the loop's checks included;
     the one-off start-up and the final checkpoint are not per-step costs)."""
     cfg = TrainConfig(data=str(data), out=str(out), config=config, batch_size=batch,
                       max_steps=steps + 1, log_interval=steps + 1, eval_interval=10**9,
                       legal_interval=0, checkpoint_interval=10**9, progress=False,
-                      warmup_steps=1, board_loss=board_loss, board_at="all")
+                      warmup_steps=1, board_loss=board_loss, board_at="all",
+                      board_input=board_input)
     train(cfg)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return next(r["tokens_per_s"] for r in records if r.get("step") == steps + 1)
@@ -101,13 +106,20 @@ def main() -> None:
         real = trainer(args.config, args.batch_size, args.steps, data, Path(tmp) / "run")
         board = trainer(args.config, args.batch_size, args.steps, data, Path(tmp) / "board",
                         board_loss=1.0)
+        inputs = {kind: trainer(args.config, args.batch_size, args.steps, data,
+                                Path(tmp) / f"input-{kind.replace('+', '-')}", board_input=kind)
+                  for kind in FEATURE_SETS}
     print(f"config {args.config}, batch {args.batch_size} x {block}, {args.steps} steps, "
           f"{torch.get_num_threads()} threads, {dtype} on {device}")
     print(f"| loop | tokens/s |\n|---|---|\n| bare loop | {bare:,.0f} |\n"
           f"| transcend train | {real:,.0f} |\n"
           f"| transcend train --board-loss 1 --board-at all | {board:,.0f} |")
+    for kind, speed in inputs.items():
+        print(f"| transcend train --board-input {kind} | {speed:,.0f} |")
     print(f"ratio transcend train / bare loop: {real / bare:.2f} (goal >= 0.9)")
     print(f"ratio with the board loss / without: {board / real:.2f} (goal >= 0.9)")
+    for kind, speed in inputs.items():
+        print(f"ratio with --board-input {kind} / without: {speed / real:.2f} (goal >= 0.9)")
     if device.type == "cuda":
         flops = GPT(CONFIGS[args.config]).flops_per_token()
         print(f"GPU {torch.cuda.get_device_name()}: model FLOPs utilisation "

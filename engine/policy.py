@@ -20,22 +20,15 @@ No torch here: the engine runs on onnxruntime and numpy alone.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import io
-import json
-import math
-import os
-import platform
-import sys
 import threading
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import chess
 import numpy as np
 
+from transcend.engine.features import move_spans, plies_at, position_features, text_features
+from transcend.engine.model_file import ModelError, cache_feed, create_session, read_model_info
 from transcend.engine.token_steps import (
     first_chars,
     sample_in_order,
@@ -54,11 +47,6 @@ from transcend.engine.trie import (
 )
 
 MODES = ("token", "move", "paper")
-# The ONNX interface this engine reads (docs/onnx-model.md); `transcend upgrade-model` converts
-# a file of format 1 (one stacked cache in, the whole extended cache out).
-MODEL_FORMAT = "2"
-# `coreml` (macOS) is a choice, never picked by `auto`: it has not been measured against the CPU.
-DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml")
 # The paper's protocol: characters generated per attempt, and attempts before giving up.
 PAPER_MAX_CHARS = 10
 PAPER_ATTEMPTS = 5
@@ -72,44 +60,6 @@ CACHE_CHUNK = 128
 # Copying a cached position costs about as much as this many new tokens attending to it (one
 # thread reads about 16 GB/s; attention runs at about 100 GFLOP/s here).
 SPARE_READS_PER_COPY = 25
-
-
-class ModelError(ValueError):
-    """A model file that is missing, unreadable or not a chess character model."""
-
-
-def cache_names(n_layer: int) -> list[str]:
-    """The model's cache inputs, in order: each layer's keys, then its values."""
-    return [f"past_{kind}_{layer}" for layer in range(n_layer) for kind in ("key", "value")]
-
-
-def cache_feed(cache: np.ndarray) -> dict[str, np.ndarray]:
-    """The cache inputs from a buffer shaped like the output ``new_kv``, (n_layer, 2, B,
-    n_head, P, head_dim): each layer's keys or values are a contiguous view, passed uncopied."""
-    return {name: cache[i // 2, i % 2] for i, name in enumerate(cache_names(len(cache)))}
-
-
-def default_model_path() -> Path:
-    """The bundled model, ``models/default.onnx`` inside the installed package."""
-    return Path(str(resources.files("transcend.models"))) / "default.onnx"
-
-
-@dataclass
-class ModelInfo:
-    """What the engine knows about a model: its metadata and where it runs."""
-
-    path: Path
-    block_size: int
-    n_layer: int
-    n_head: int
-    head_dim: int
-    n_params: int | None = None
-    max_rating: int | None = None
-    # (temperature, elo) points written by `transcend sweep`, sorted by temperature.
-    calibration: list[tuple[float, float]] = field(default_factory=list)
-    metadata: dict[str, str] = field(default_factory=dict)
-    provider: str = ""
-    device_note: str = ""  # why the requested device was not used, when it was not
 
 
 @dataclass
@@ -175,234 +125,6 @@ class Choice:
     complete: bool = True
 
 
-# ---------------------------------------------------------------------------------------------
-# Model file and session
-
-
-def _read_varint(fh: io.BufferedReader) -> int:
-    shift = result = 0
-    while True:
-        byte = fh.read(1)
-        if not byte:
-            raise EOFError
-        result |= (byte[0] & 0x7F) << shift
-        if not byte[0] & 0x80:
-            return result
-        shift += 7
-        if shift > 63:
-            raise ValueError("bad varint")
-
-
-def _parse_entry(data: bytes) -> tuple[str, str]:
-    """A StringStringEntryProto: field 1 key, field 2 value."""
-    fh = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
-    out = {1: "", 2: ""}
-    while fh.peek(1):
-        tag = _read_varint(fh)
-        if tag & 7 != 2:
-            raise ValueError("bad metadata entry")
-        out[tag >> 3] = fh.read(_read_varint(fh)).decode("utf-8")
-    return out[1], out[2]
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    """The ``custom_metadata_map`` of an ONNX file, read without loading the graph.
-
-    Skims the top-level protobuf fields and seeks past the rest, so it takes milliseconds even
-    for a large model: the engine answers ``uci`` (whose options depend on the metadata) at once.
-    """
-    meta: dict[str, str] = {}
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as fh:
-            while fh.tell() < size:
-                tag = _read_varint(fh)  # type: ignore[arg-type]
-                number, wire = tag >> 3, tag & 7
-                if wire == 0:
-                    _read_varint(fh)  # type: ignore[arg-type]
-                elif wire == 1:
-                    fh.seek(8, os.SEEK_CUR)
-                elif wire == 5:
-                    fh.seek(4, os.SEEK_CUR)
-                elif wire == 2:
-                    length = _read_varint(fh)  # type: ignore[arg-type]
-                    if number == 14:  # ModelProto.metadata_props
-                        key, value = _parse_entry(fh.read(length))
-                        meta[key] = value
-                    else:
-                        fh.seek(length, os.SEEK_CUR)
-                else:
-                    raise ValueError(f"wire type {wire}")
-                if fh.tell() > size:
-                    raise EOFError
-    except (EOFError, ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path} is not a valid ONNX file ({exc or 'truncated'})") from None
-    return meta
-
-
-# What older exports wrote for a field they did not know (Python's str(None)): read as absent.
-ABSENT_VALUES = ("", "None")
-
-
-def optional_field(meta: dict[str, str], key: str) -> str | None:
-    """A metadata value that may be missing; an empty or ``"None"`` value counts as missing."""
-    value = meta.get(key)
-    return None if value is None or value.strip() in ABSENT_VALUES else value
-
-
-def _optional_number(meta: dict[str, str], key: str, path: Path) -> float | None:
-    value = optional_field(meta, key)
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise ModelError(f"{path} has a bad {key} in its metadata: {value!r}")
-    return number
-
-
-def _whole(number: float | None) -> int | None:
-    return None if number is None else int(number)
-
-
-def _required_int(meta: dict[str, str], key: str, path: Path) -> int:
-    number = _optional_number(meta, key, path)
-    if number is None:
-        raise ModelError(f"{path} has incomplete metadata: no {key} "
-                         f"(export it again with `transcend export`)")
-    if not number.is_integer() or number < 1:
-        raise ModelError(f"{path} has a bad {key} in its metadata: {meta[key]!r}")
-    return int(number)
-
-
-def read_model_info(path: str | Path) -> ModelInfo:
-    """Metadata of a model file, checked: it must be a transcend model with our vocabulary."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"no model file at {path}")
-    meta = read_metadata(path)
-    if "vocab" not in meta:
-        raise ModelError(f"{path} has no transcend metadata (make it with `transcend export`)")
-    if meta["vocab"] != VOCAB:
-        raise ModelError(f"{path} has vocabulary {meta['vocab']!r}, the engine needs {VOCAB!r}")
-    version = meta.get("transcend_format", "")
-    if version == "1":
-        raise ModelError(f"{path} is in model format 1; this engine reads format {MODEL_FORMAT}: "
-                         f"convert it with `transcend upgrade-model {path}`")
-    if version != MODEL_FORMAT:
-        raise ModelError(f"{path} is in model format {version!r}; this engine reads format "
-                         f"{MODEL_FORMAT} (a newer transcend may read it)")
-    info = ModelInfo(
-        path=path,
-        block_size=_required_int(meta, "block_size", path),
-        n_layer=_required_int(meta, "n_layer", path),
-        n_head=_required_int(meta, "n_head", path),
-        head_dim=_required_int(meta, "head_dim", path),
-        n_params=_whole(_optional_number(meta, "n_params", path)),
-        max_rating=_whole(_optional_number(meta, "max_rating", path)),
-        metadata=meta,
-    )
-    # `transcend sweep` writes its curve next to the model; the metadata copy wins.
-    sidecar = path.with_name(path.stem + ".calibration.json")
-    text = optional_field(meta, "calibration") or (sidecar.read_text() if sidecar.is_file() else "")
-    if text:
-        try:
-            info.calibration = sorted(
-                (float(p["temperature"]), float(p["elo"])) for p in json.loads(text)
-            )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ModelError(f"bad Elo calibration for {path}: {exc}") from None
-    return info
-
-
-def device_choices() -> tuple[str, ...]:
-    """The `Device` values offered on this machine: `coreml` only on macOS, where onnxruntime's
-    wheels carry that provider (known without importing onnxruntime, so `uci` stays instant)."""
-    return DEVICES if sys.platform == "darwin" else tuple(d for d in DEVICES if d != "coreml")
-
-
-def gpu_build_available() -> bool:
-    """Whether onnxruntime-gpu publishes wheels for this machine (x86_64 Windows and Linux)."""
-    return sys.platform in ("linux", "win32") and platform.machine().lower() in ("x86_64", "amd64")
-
-
-def _cuda_driver_note() -> str:
-    """Empty when an NVIDIA driver is present, else why CUDA cannot run."""
-    library = "nvcuda.dll" if os.name == "nt" else "libcuda.so.1"
-    try:
-        ctypes.CDLL(library)
-    except OSError:
-        return f"no NVIDIA driver found ({library})"
-    return ""
-
-
-def create_session(path: Path, device: str, threads: int) -> tuple[object, str, str]:
-    """An onnxruntime session on ``device``; returns (session, provider, fallback note).
-
-    ``auto`` and ``cuda`` use the GPU when it works and fall back to the CPU otherwise, with the
-    reason in the note; a missing CUDA library never raises and never writes to stderr.
-    """
-    import onnxruntime as ort
-
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = max(0, threads)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Idle worker threads sleep instead of spinning: the engine shares the machine with its
-    # opponent (and a GUI), where spinning made calls about 2x slower here.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    available = ort.get_available_providers()
-    wanted: list[str] = []
-    note = ""
-    if device == "coreml":
-        if "CoreMLExecutionProvider" in available:
-            wanted = ["CoreMLExecutionProvider"]
-        else:
-            note = "CoreMLExecutionProvider is not in this onnxruntime build (macOS only)"
-    elif device in ("auto", "cuda", "tensorrt"):
-        gpu = ["CUDAExecutionProvider"]
-        if device == "tensorrt":
-            gpu.insert(0, "TensorrtExecutionProvider")
-        missing = [p for p in gpu if p not in available]
-        if missing:
-            hint = ("install onnxruntime-gpu" if gpu_build_available()
-                    else "onnxruntime-gpu has no wheels for this platform")
-            note = f"{missing[0]} is not in this onnxruntime build ({hint})"
-        elif driver := _cuda_driver_note():
-            note = driver
-        else:
-            wanted = gpu
-    if wanted:
-        ort.set_default_logger_severity(4)  # a failed provider is reported below, not on stderr
-        try:
-            if wanted[0] != "CoreMLExecutionProvider":
-                with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
-                    ort.preload_dlls()  # CUDA libraries installed as pip packages
-            session = ort.InferenceSession(
-                str(path), options, providers=[*wanted, "CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own types for a bad file
-            kind = "CoreML" if wanted[0] == "CoreMLExecutionProvider" else "GPU"
-            session, note = None, f"{kind} session failed: {str(exc).splitlines()[0][:200]}"
-        finally:
-            ort.set_default_logger_severity(3)
-        if session is not None:
-            used = session.get_providers()[0]
-            if used != "CPUExecutionProvider":
-                return session, used, ""
-            note = ("CoreML could not take the model" if wanted[0].startswith("CoreML")
-                    else "CUDA libraries could not be loaded (needs CUDA 12 and cuDNN 9)")
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ModelError(f"{path} cannot be loaded: {str(exc).splitlines()[0][:300]}") from None
-    return session, "CPUExecutionProvider", note if device != "cpu" else ""
-
 
 def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     n = min(len(a), len(b))
@@ -429,6 +151,9 @@ class Policy:
         # Window shifts move the start by this many plies (even, so it starts at a white move):
         # about half the window, so the cache is rebuilt rarely.
         self.shift_plies = max(2, 2 * ((self.info.block_size // 2) // (2 * CHARS_PER_PLY)))
+        # The feature set a board-input model reads (engine/features.py); None: the plain model,
+        # called exactly as without this feature.
+        self.board_input = self.info.board_input
         self.reset()
 
     def reset(self) -> None:
@@ -444,6 +169,13 @@ class Policy:
         self._root_is_start = True
         self._first_ply = 0  # of the transcript: 0 from the standard start
         self._sans: list[str] = []
+        # A board-input model: the features of the position after each ply of the history
+        # (index 0: the root), a key of each, and the key of each cached token's position. The
+        # cache is kept only where both the text and the positions agree (two games set up from
+        # different FENs may share their text).
+        self._ply_features: list[np.ndarray] = []
+        self._ply_keys: list[int] = []
+        self._keys = np.zeros(0, dtype=np.int64)
 
     @property
     def cached_tokens(self) -> int:
@@ -469,6 +201,8 @@ class Policy:
                 and root.fullmove_number == 1
             )
             self._first_ply = 2 * (root.fullmove_number - 1) + (root.turn == chess.BLACK)
+            self._ply_features, self._ply_keys = [], []
+            self._add_position()
         stack = board.move_stack
         replay = self._san_board
         done = replay.move_stack
@@ -481,12 +215,28 @@ class Policy:
         while len(done) > same:
             replay.pop()
             self._sans.pop()
+            if self.board_input:
+                self._ply_features.pop()
+                self._ply_keys.pop()
         for move in stack[same:]:
             self._sans.append(replay.san_and_push(move))
+            self._add_position()
         return list(self._sans), self._first_ply, self._root_is_start
 
+    def _add_position(self) -> None:
+        """The features of the history's last position, for a board-input model."""
+        if self.board_input:
+            row = position_features(self._san_board, self.board_input)
+            self._ply_features.append(row)
+            self._ply_keys.append(hash(row.tobytes()))
+
     def prompt_text(self, board: chess.Board) -> str:
-        """The text the model sees before the move to play in ``board``.
+        """The text the model sees before the move to play in ``board``."""
+        return self._prompt(board)[0]
+
+    def _prompt(self, board: chess.Board) -> tuple[str, int]:
+        """The text the model sees before the move to play in ``board``, and the ply of the
+        history (0: the root) where the text starts.
 
         From the standard start it is the game's transcript as in training (``;1.e4 e5 2.``).
         From a FEN there is no history: the text starts at the FEN's move number, without ``;``
@@ -499,7 +249,7 @@ class Policy:
         budget = self.info.block_size - WINDOW_MARGIN
         text = prompt(sans, first_ply, game_start=start)
         if len(text) <= budget:
-            return text
+            return text, 0
         step = self.shift_plies
         absolute = (first_ply // step + 1) * step
         end = first_ply + len(sans)
@@ -509,7 +259,7 @@ class Policy:
             k = absolute - first_ply
             text = prompt(sans[k:], absolute, game_start=False)
             if len(text) <= budget:
-                return text
+                return text, k
             if absolute >= end - 1:
                 raise ModelError(
                     f"the model's window ({self.info.block_size}) is too small to hold a move"
@@ -524,10 +274,13 @@ class Policy:
     # -- model calls --------------------------------------------------------------------------
 
     def _run(
-        self, ids: np.ndarray, positions: np.ndarray, cached: int, new_mask: np.ndarray
+        self, ids: np.ndarray, positions: np.ndarray, cached: int, new_mask: np.ndarray,
+        plies: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Logits and new keys and values of ``ids`` run after the first ``cached`` tokens of the
-        cache, with ``new_mask`` saying which new tokens each new token attends to."""
+        cache, with ``new_mask`` saying which new tokens each new token attends to. A board-input
+        model reads the position after ``plies[i]`` plies of the history at token i (default:
+        the current position for every token)."""
         t, cache = len(ids), self._cache
         if t * (cache.shape[4] - cached) > SPARE_READS_PER_COPY * cached:
             # Many new tokens and few cached ones (a window shift rebuilds the cache): every new
@@ -543,10 +296,27 @@ class Policy:
                 "input_ids": ids[None],
                 "position_ids": positions[None],
                 "attention_mask": mask[None],
+                **self._board_feed(plies, t),
                 **cache_feed(cache),
             },
         )
         return logits[0], new_kv
+
+    def _board_feed(self, plies: np.ndarray | None, tokens: int) -> dict[str, np.ndarray]:
+        """The board inputs of ``tokens`` new tokens at ``plies`` of the history: each distinct
+        position's features once, and which of them each token is at. Empty for a plain model."""
+        if not self.board_input:
+            return {}
+        if plies is None:
+            plies = np.full(tokens, len(self._ply_features) - 1)
+        distinct, index = np.unique(plies, return_inverse=True)
+        features = np.stack([self._ply_features[int(ply)] for ply in distinct])
+        return {"board_features": features[None], "board_index": index.reshape(1, -1)}
+
+    def _prompt_plies(self, text: str, first: int) -> np.ndarray:
+        """For each character of a prompt that starts ``first`` plies into the history, the
+        ply whose position it reads (training's rule: every move complete there)."""
+        return first + plies_at(move_spans(text)[2], len(text))
 
     def text_logits(self, text: str) -> np.ndarray:
         """Next-character logits (T, vocab) of every character of ``text``, in one causal pass
@@ -555,9 +325,14 @@ class Policy:
         ids = encode(text).astype(np.int64)[None]
         n = ids.shape[1]
         empty = np.zeros((info.n_layer, 2, 1, info.n_head, 0, info.head_dim), np.float32)
+        board: dict[str, np.ndarray] = {}
+        if self.board_input:  # the text is a game from the standard start, as in training
+            features = text_features(text, self.board_input)
+            board = {"board_features": features[0][None], "board_index": features[1][None]}
         logits, _ = self.session.run(None, {  # type: ignore[attr-defined]
             "input_ids": ids, "position_ids": np.arange(n)[None],
-            "attention_mask": np.tril(np.ones((n, n), bool))[None], **cache_feed(empty),
+            "attention_mask": np.tril(np.ones((n, n), bool))[None], **board,
+            **cache_feed(empty),
         })
         return logits[0]
 
@@ -580,14 +355,23 @@ class Policy:
         logits, _ = self._run(trie.chars, n + trie.depth - 1, n, trie.ancestors)
         return np.concatenate([self._logits[n - 1][None], logits])
 
-    def _evaluate(self, text: str, trie: MoveTrie | None) -> tuple[np.ndarray, np.ndarray, int]:
+    def _evaluate(self, text: str, trie: MoveTrie | None, first: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
         """Logit rows (row 0 after the prompt, row i + 1 after trie node i), the keys and
-        values of the trie's nodes, and the number of tokens run. Caches the prompt."""
+        values of the trie's nodes, and the number of tokens run. Caches the prompt, which
+        starts ``first`` plies into the history."""
         ids = encode(text).astype(np.int64)
         n = len(ids)
         kept = _common_prefix(self._ids, ids)
-        new = ids[kept:]
         nodes = trie.n if trie is not None else 0
+        plies = None
+        if self.board_input:
+            plies = self._prompt_plies(text, first)
+            keys = np.array(self._ply_keys, dtype=np.int64)[plies]
+            kept = min(kept, _common_prefix(self._keys, keys))
+            # The trie's nodes read the current position, the last of the history.
+            plies = np.concatenate([plies[kept:], np.full(nodes, len(self._ply_keys) - 1)])
+        new = ids[kept:]
         if len(new) == 0 and nodes == 0:
             return self._logits[n - 1][None], self._cache[..., :0, :], 0
         t = len(new) + nodes
@@ -599,10 +383,12 @@ class Policy:
             positions = np.concatenate([positions, n + trie.depth - 1])
             mask[len(new) :, : len(new)] = True
             mask[len(new) :, len(new) :] = trie.ancestors
-        logits, new_kv = self._run(tokens, positions, kept, mask)
+        logits, new_kv = self._run(tokens, positions, kept, mask, plies)
         self._reserve(n)
         self._cache[..., kept:n, :] = new_kv[..., : len(new), :]
         self._ids = ids
+        if self.board_input:
+            self._keys = keys
         self._logits = np.concatenate([self._logits[:kept], logits[: len(new)]])
         root = self._logits[n - 1][None]
         rows = np.concatenate([root, logits[len(new) :]]) if trie is not None else root
@@ -616,8 +402,8 @@ class Policy:
         same keys and values either way, so the moves and their probabilities are unchanged.
         """
         with self._lock:
-            text = self.prompt_text(board)
-            self._evaluate(text, None)
+            text, first = self._prompt(board)
+            self._evaluate(text, None, first)
             self._reserve(len(text) + 4 * CHARS_PER_PLY)
 
     def _trie(self, board: chess.Board, moves: list[chess.Move] | None) -> MoveTrie:
@@ -634,7 +420,8 @@ class Policy:
             trie = self._trie(board, moves)
             if not trie.moves:
                 return MoveScores(trie, np.zeros((1, VOCAB_SIZE)))
-            rows, _, _ = self._evaluate(self.prompt_text(board), trie)
+            text, first = self._prompt(board)
+            rows, _, _ = self._evaluate(text, trie, first)
             return MoveScores(trie, rows)
 
     def move_distribution(
@@ -691,7 +478,7 @@ class Policy:
         if temperature < 0 or not np.isfinite(temperature):
             raise ValueError(f"temperature must be a number >= 0, not {temperature}")
         with self._lock:
-            text = self.prompt_text(board)
+            text, first = self._prompt(board)
             trie = self._trie(board, moves)
             if not trie.moves:
                 raise ValueError("no legal move in this position")
@@ -699,8 +486,8 @@ class Policy:
                 self.token_path == "steps"
                 or (self.token_path == "auto" and steps_are_cheaper(trie, len(text)))
             ):
-                return self._choose_steps(text, trie, temperature, rng.random())
-            rows, tree_kv, nodes = self._evaluate(text, trie)
+                return self._choose_steps(text, first, trie, temperature, rng.random())
+            rows, tree_kv, nodes = self._evaluate(text, trie, first)
             p = MoveScores(trie, rows).probabilities(
                 temperature, "move" if mode == "move" else "token")
             probabilities = dict(zip(trie.moves, p.tolist(), strict=True))
@@ -716,7 +503,8 @@ class Policy:
             self._keep_path(len(text), trie, best, tree_kv, rows)
             return Choice(trie.moves[best], probabilities, nodes=nodes)
 
-    def _choose_steps(self, text: str, trie: MoveTrie, temperature: float, u: float) -> Choice:
+    def _choose_steps(self, text: str, first: int, trie: MoveTrie, temperature: float,
+                      u: float) -> Choice:
         """`token` sampling in one or two small calls. The first runs the new prompt characters
         and, as a tree, one node per distinct first character of the moves: its logits pick the
         first two characters. Only when several moves start with those two does a second call
@@ -724,7 +512,7 @@ class Policy:
         next prompt)."""
         firsts = first_chars(trie)
         level = MoveTrie([], [VOCAB[c] for c in firsts])
-        rows, _, nodes = self._evaluate(text, level)
+        rows, _, nodes = self._evaluate(text, level, first)
         k, probability, u = step(rows[0], firsts, False, temperature, u)
         under = [m for m, san in enumerate(trie.sans) if STOI[san[0]] == firsts[k]]
         seconds = sorted({STOI[trie.sans[m][1]] for m in under})  # a SAN has 2 or more
@@ -747,6 +535,8 @@ class Policy:
         self._reserve(n + len(path))
         self._cache[..., n : n + len(path), :] = tree_kv[..., path, :]
         self._ids = np.concatenate([self._ids[:n], trie.chars[path]])
+        if self.board_input:  # the move's characters read the current position
+            self._keys = np.concatenate([self._keys[:n], np.full(len(path), self._ply_keys[-1])])
         self._logits = np.concatenate([self._logits[:n], rows[path + 1].astype(np.float32)])
 
     # -- the paper's protocol -----------------------------------------------------------------

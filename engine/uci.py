@@ -32,17 +32,15 @@ from transcend.engine.convert import (
     material_cp,
     plan,
 )
-from transcend.engine.policy import (
+from transcend.engine.model_file import (
     DEVICES,
-    MODES,
-    Choice,
     ModelError,
     ModelInfo,
-    Policy,
     default_model_path,
     device_choices,
     read_model_info,
 )
+from transcend.engine.policy import MODES, Choice, Policy
 
 AUTHOR = "the transcend authors"
 DEFAULT_TEMPERATURE = 0.01

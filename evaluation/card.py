@@ -53,7 +53,7 @@ class Card:
 
 def default_card_path() -> Path:
     """The bundled model's card figures, beside ``models/default.onnx``."""
-    from transcend.engine.policy import default_model_path
+    from transcend.engine.model_file import default_model_path
 
     return default_model_path().with_name("default.card.json")
 
@@ -90,7 +90,7 @@ def _model_file(spec: PlayerSpec) -> Path | None:
 
 
 def _plays(spec: PlayerSpec, model: Path) -> bool:
-    from transcend.engine.policy import default_model_path
+    from transcend.engine.model_file import default_model_path
 
     path = _model_file(spec) or default_model_path()
     return spec.temperature is not None and path.resolve() == model.resolve()
@@ -107,7 +107,7 @@ def _interval(low: float | None, high: float | None) -> str:
 def _training(model: Path) -> str | None:
     """``a 2.9M-parameter model trained for 3.3 hours on 2 CPU cores (26.2M characters)``,
     from the model file's metadata; None when it does not say."""
-    from transcend.engine.policy import ModelError, read_metadata
+    from transcend.engine.model_file import ModelError, read_metadata
 
     try:
         summary = json.loads(read_metadata(model).get("training", "{}"))

@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 
 from transcend.engine.files import write_atomic, write_figure
-from transcend.engine.policy import read_model_info
+from transcend.engine.model_file import read_model_info
 from transcend.evaluation.endings import PlayerEndings, endings_table
 from transcend.evaluation.players import PlayerSpec, parse_spec
 from transcend.evaluation.ratings import (

@@ -24,7 +24,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
 
-from transcend.engine.policy import ModelError, Policy, default_model_path
+from transcend.engine.model_file import ModelError, default_model_path
+from transcend.engine.policy import Policy
 from transcend.play.games import DEFAULT_NODES, TOP_MOVES, Games, PlayError, Stockfish
 
 STATIC = Path(__file__).resolve().parent / "static"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from transcend.engine.policy import read_metadata
+from transcend.engine.model_file import read_metadata
 from transcend.evaluation.card import default_card_path, load_card, reading
 from transcend.evaluation.players import PlayerSpec
 from transcend.evaluation.ratings import Outcome, Rating, bradley_terry

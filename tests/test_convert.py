@@ -12,7 +12,7 @@ import pytest
 from test_uci import Raw, bestmove, declared_options
 
 from transcend.engine.convert import PROGRESS_PLIES, ConvertOptions, material_cp, plan
-from transcend.engine.policy import default_model_path
+from transcend.engine.model_file import default_model_path
 from transcend.engine.uci import Engine, Output, Settings
 
 

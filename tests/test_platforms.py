@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from transcend.engine import policy
-from transcend.engine.policy import create_session, device_choices, gpu_build_available
+from transcend.engine import model_file
+from transcend.engine.model_file import create_session, device_choices, gpu_build_available
 from transcend.engine.uci import Output
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,11 +115,11 @@ def test_missing_cuda_provider_hint_depends_on_the_platform(tiny_onnx: Path, mon
     import onnxruntime as ort
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    monkeypatch.setattr(policy, "gpu_build_available", lambda: False)
+    monkeypatch.setattr(model_file, "gpu_build_available", lambda: False)
     _, provider, note = create_session(tiny_onnx, "auto", 1)
     assert provider == "CPUExecutionProvider"
     assert "onnxruntime-gpu has no wheels for this platform" in note
-    monkeypatch.setattr(policy, "gpu_build_available", lambda: True)
+    monkeypatch.setattr(model_file, "gpu_build_available", lambda: True)
     assert "install onnxruntime-gpu" in create_session(tiny_onnx, "cuda", 1)[2]
 
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from transcend.engine import policy as policy_module
-from transcend.engine.policy import (
+from transcend.engine.model_file import (
     ModelError,
-    Policy,
     default_model_path,
     read_metadata,
     read_model_info,
 )
+from transcend.engine.policy import Policy
 from transcend.engine.transcript import STOI, VOCAB
 
 CASTLING_FEN = "r3k2r/pppqppbp/2np1np1/8/8/2NP1NP1/PPPQPPBP/R3K2R w KQkq - 0 9"

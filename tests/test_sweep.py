@@ -12,7 +12,7 @@ from pathlib import Path
 import chess.pgn
 import pytest
 
-from transcend.engine.policy import read_model_info
+from transcend.engine.model_file import read_model_info
 from transcend.evaluation.sweep import (
     calibration_path,
     default_engine_cmd,

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from transcend.engine.policy import cache_feed
+from transcend.engine.model_file import cache_feed
 from transcend.engine.transcript import VOCAB
 from transcend.training.export import CheckpointError, load_checkpoint
 from transcend.training.model import CONFIGS, GPT, ModelConfig

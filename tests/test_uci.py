@@ -19,7 +19,7 @@ import chess.engine
 import pytest
 
 from transcend.engine.convert import material_cp
-from transcend.engine.policy import default_model_path
+from transcend.engine.model_file import default_model_path
 from transcend.engine.uci import temperature_for_elo
 
 INFO_LINE = re.compile(

@@ -22,7 +22,8 @@ import pytest
 from play_helpers import Client
 from test_uci import binary
 
-from transcend.engine.policy import Policy, read_metadata, read_model_info
+from transcend.engine.model_file import read_metadata, read_model_info
+from transcend.engine.policy import Policy
 from transcend.training.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

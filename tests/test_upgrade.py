@@ -14,7 +14,8 @@ import pytest
 from cli_helpers import cli
 from test_policy import full_logits
 
-from transcend.engine.policy import MODEL_FORMAT, ModelError, Policy, read_metadata
+from transcend.engine.model_file import MODEL_FORMAT, ModelError, read_metadata
+from transcend.engine.policy import Policy
 from transcend.engine.transcript import encode
 from transcend.training.upgrade import format1_logits
 

@@ -16,8 +16,15 @@ import click
 import numpy as np
 import torch
 
+from transcend.engine.features import FEATURES_VERSION, ROWS, WIDTHS
 from transcend.engine.files import write_atomic
-from transcend.engine.policy import MODEL_FORMAT, cache_feed, cache_names, optional_field
+from transcend.engine.model_file import (
+    BOARD_INPUT_NAMES,
+    MODEL_FORMAT,
+    cache_feed,
+    cache_names,
+    optional_field,
+)
 from transcend.engine.transcript import VOCAB, VOCAB_SIZE
 from transcend.training.model import GPT, ModelConfig
 
@@ -35,8 +42,18 @@ class _CachedGraph(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, position_ids, attention_mask, *past):  # type: ignore[no-untyped-def]
-        return self.model.forward_cached(input_ids, position_ids, attention_mask, list(past))
+    def forward(self, input_ids, position_ids, attention_mask, *rest):  # type: ignore[no-untyped-def]
+        board = None
+        if self.model.config.board_input:  # board_features and board_index come first
+            board, rest = (rest[0], rest[1]), rest[2:]
+        return self.model.forward_cached(input_ids, position_ids, attention_mask, list(rest),
+                                         board)
+
+
+def input_names(config: ModelConfig) -> list[str]:
+    """The graph's inputs in order (docs/onnx-model.md)."""
+    board = BOARD_INPUT_NAMES if config.board_input else []
+    return INPUT_NAMES + board + cache_names(config.n_layer)
 
 
 def load_checkpoint(path: Path) -> tuple[GPT, dict[str, Any]]:
@@ -92,6 +109,9 @@ def metadata_for(model: GPT, ckpt: dict[str, Any]) -> dict[str, str]:
     # Data without ratings (engine games) has none: the field is then left out, never "None".
     if data.get("max_rating") is not None:
         meta["max_rating"] = str(data["max_rating"])
+    if model.config.board_input:
+        meta["board_input"] = model.config.board_input
+        meta["board_features_version"] = FEATURES_VERSION
     return meta
 
 
@@ -104,7 +124,18 @@ def _example_inputs(model: GPT, batch: int, past_len: int, new: int) -> tuple[to
     mask[:, :, past_len:] = torch.tril(torch.ones(new, new, dtype=torch.bool))
     past = [torch.randn(batch, c.n_head, past_len, c.n_embd // c.n_head, generator=gen)
             for _ in cache_names(c.n_layer)]
+    if c.board_input:
+        return ids, pos, mask, *random_board(c, batch, 2, new, gen), *past
     return ids, pos, mask, *past
+
+
+def random_board(config: ModelConfig, batch: int, positions: int, tokens: int,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Board-input features of ``positions`` random positions (any ids, padding included) and
+    which of them each of ``tokens`` tokens is at."""
+    kind = config.board_input
+    features = torch.randint(0, ROWS[kind], (batch, positions, WIDTHS[kind]), generator=gen)
+    return features, torch.randint(0, positions, (batch, tokens), generator=gen)
 
 
 def export_onnx(model: GPT, out: Path, metadata: dict[str, str], fp16: bool = False) -> float:
@@ -119,6 +150,8 @@ def export_onnx(model: GPT, out: Path, metadata: dict[str, str], fp16: bool = Fa
         "input_ids": {0: "batch", 1: "new"},
         "position_ids": {0: "batch", 1: "new"},
         "attention_mask": {0: "batch", 1: "new", 2: "total"},
+        "board_features": {0: "batch", 1: "positions"},
+        "board_index": {0: "batch", 1: "new"},
         **{name: {0: "batch", 2: "past"} for name in cache},
         "logits": {0: "batch", 1: "new"},
         "new_kv": {2: "batch", 4: "new"},
@@ -130,9 +163,11 @@ def export_onnx(model: GPT, out: Path, metadata: dict[str, str], fp16: bool = Fa
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                graph, example, str(raw), input_names=INPUT_NAMES + cache,
+                graph, example, str(raw), input_names=input_names(model.config),
                 output_names=OUTPUT_NAMES,
-                dynamic_axes=dynamic, opset_version=17, dynamo=False,
+                dynamic_axes={k: v for k, v in dynamic.items()
+                              if k in input_names(model.config) + OUTPUT_NAMES},
+                opset_version=17, dynamo=False,
             )
         proto = onnx.load(str(raw))
     if fp16:
@@ -190,13 +225,23 @@ def verify_parity(model: GPT, path: Path, tolerance: float = PARITY_TOLERANCE) -
     worst = 0.0
     for length in (1, 7, 40):
         ids = torch.randint(0, c.vocab_size, (2, length), generator=gen)
+        board = random_board(c, 2, 1 + length // 4, length, gen) if c.board_input else None
         with torch.no_grad():
-            expected = model(ids).numpy()
+            expected = model(ids, board).numpy()
+
+        def board_feed(t: slice, board: tuple[torch.Tensor, ...] | None = board
+                       ) -> dict[str, np.ndarray]:
+            """The board inputs of the tokens in ``t``: every position, their rows."""
+            if board is None:
+                return {}
+            return {"board_features": board[0].numpy(), "board_index": board[1][:, t].numpy()}
+
         shape = (c.n_layer, 2, 2, c.n_head, 0, c.n_embd // c.n_head)
         pos = np.broadcast_to(np.arange(length), (2, length)).astype(np.int64)
         mask = np.broadcast_to(np.tril(np.ones((length, length), bool)), (2, length, length))
         logits, _ = session.run(None, {"input_ids": ids.numpy(), "position_ids": pos,
                                        "attention_mask": mask.copy(),
+                                       **board_feed(slice(None)),
                                        **cache_feed(np.zeros(shape, np.float32))})
         worst = max(worst, float(np.abs(logits - expected).max()))
         # The same prefix again, one token at a time through a cache buffer of spare capacity
@@ -208,7 +253,8 @@ def verify_parity(model: GPT, path: Path, tolerance: float = PARITY_TOLERANCE) -
             step_mask[:, :, :t] = step_mask[:, :, -1] = True
             logits, new = session.run(None, {
                 "input_ids": ids[:, t:t + 1].numpy(), "position_ids": np.full((2, 1), t, np.int64),
-                "attention_mask": step_mask, **cache_feed(cache)})
+                "attention_mask": step_mask, **board_feed(slice(t, t + 1)),
+                **cache_feed(cache)})
             cache[..., t, :] = new[..., 0, :]
             worst = max(worst, float(np.abs(logits[:, 0] - expected[:, t]).max()))
     if worst > tolerance:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from transcend.engine.features import NO_POSITION, ROWS, WIDTHS, text_features
 from transcend.engine.transcript import VOCAB_SIZE
 
 
@@ -24,9 +26,17 @@ class ModelConfig:
     vocab_size: int = VOCAB_SIZE
     bias: bool = False
     dropout: float = 0.0
+    # A feature set of engine/features.py whose embedding each character adds (its position),
+    # or "" for none: the paper's model.
+    board_input: str = ""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as a checkpoint's ``model_args``; without a board input exactly the
+        paper's keys, so such a model's checkpoint and file are as before."""
+        out = asdict(self)
+        if not self.board_input:
+            del out["board_input"]
+        return out
 
 
 CONFIGS: dict[str, ModelConfig] = {
@@ -153,10 +163,22 @@ class GPT(nn.Module):
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied embeddings
+        if config.board_input:
+            self.transformer.bte = nn.Embedding(ROWS[config.board_input], config.n_embd,
+                                                padding_idx=NO_POSITION)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        if config.board_input:
+            # A position is the sum of WIDTHS rows, each moved by about the learning rate at
+            # every step (AdamW): unscaled, the sum moved that many times faster than a
+            # character's embedding and training diverged early. Scaled by 1/sqrt(WIDTHS), it
+            # starts as large as a character's embedding (rows at N(0, 0.02)) and learns fast;
+            # 1/WIDTHS learned slower (docs/board.md).
+            self.board_scale = WIDTHS[config.board_input] ** -0.5
+            with torch.no_grad():
+                self.transformer.bte.weight[NO_POSITION].zero_()
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -171,14 +193,56 @@ class GPT(nn.Module):
         """Parameters, counting the tied embedding once (position embeddings included)."""
         return sum(p.numel() for p in self.parameters())
 
-    def hidden_states(self, idx: torch.Tensor) -> list[torch.Tensor]:
+    def board_embedding(self, features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Each token's position embedding (B, T, n_embd): ``features`` (B, P, width) are the
+        ids of P positions, ``index`` (B, T) says which position each token is at.
+
+        A position's rows are summed once, however many tokens share it (a move's characters,
+        every node of the engine's move tree), then gathered per token.
+        """
+        b, p, width = features.shape
+        flat = features.reshape(b * p, width)
+        table = self.transformer.bte.weight
+        if torch.onnx.is_in_onnx_export():  # plain Gather and ReduceSum in the graph
+            rows = table[flat].sum(1)
+        else:  # the same sum, without a (B * P, width, n_embd) intermediate
+            rows = F.embedding_bag(flat, table, mode="sum", padding_idx=NO_POSITION)
+        offset = torch.arange(b, device=index.device).unsqueeze(1) * p
+        return rows[index + offset] * self.board_scale
+
+    def board_of_text(self, text: str, extra: int = 0
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The board input of a game's text from the standard start, as a batch of one, with
+        ``extra`` more tokens at the text's last position (the next move's characters); None
+        for a model without one. ValueError when the text does not replay."""
+        if not self.config.board_input:
+            return None
+        rows, index = text_features(text, self.config.board_input)
+        index = np.concatenate([index, np.full(extra, index[-1])])
+        device = self.transformer.wte.weight.device
+        return (torch.from_numpy(rows)[None].to(device),
+                torch.from_numpy(index)[None].to(device))
+
+    def _embed(self, idx: torch.Tensor, pos: torch.Tensor,
+               board: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+        if self.config.board_input:
+            if board is None:
+                raise ValueError("this model reads the board: pass its features")
+            x = x + self.board_embedding(*board).to(x.dtype)
+        return x
+
+    def hidden_states(self, idx: torch.Tensor,
+                      board: tuple[torch.Tensor, torch.Tensor] | None = None
+                      ) -> list[torch.Tensor]:
         """The residual stream (B, T, n_embd) of a batch of windows starting at position 0:
-        after the embeddings (index 0), then after each block (index i for block i)."""
+        after the embeddings (index 0), then after each block (index i for block i).
+        ``board``: the board input's (features, index), see :meth:`board_embedding`."""
         _, t = idx.shape
         if t > self.config.block_size:
             raise ValueError(f"sequence of {t} tokens exceeds block size {self.config.block_size}")
         pos = torch.arange(t, dtype=torch.long, device=idx.device)
-        states = [self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))]
+        states = [self.transformer.drop(self._embed(idx, pos, board))]
         for block in self.transformer.h:
             states.append(block(states[-1]))
         return states
@@ -186,9 +250,10 @@ class GPT(nn.Module):
     def logits(self, last_state: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.transformer.ln_f(last_state))
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor,
+                board: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits (B, T, vocab) for a batch of windows starting at position 0."""
-        return self.logits(self.hidden_states(idx)[-1])
+        return self.logits(self.hidden_states(idx, board)[-1])
 
     def forward_cached(
         self,
@@ -196,6 +261,7 @@ class GPT(nn.Module):
         position_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         past: list[torch.Tensor],
+        board: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Incremental decoding, the graph that ``transcend export`` writes.
 
@@ -203,10 +269,11 @@ class GPT(nn.Module):
         token may attend (cached tokens, and new ones: itself and those before it, or for a tree
         of continuations its own ancestors). past: per layer its keys then its values, each
         (B, n_head, P, head_dim); positions that no token may attend are ignored, so P may be a
-        buffer's capacity. Returns logits (B, T, vocab) and the new tokens' keys and values,
-        (n_layer, 2, B, n_head, T, head_dim).
+        buffer's capacity. ``board``: with a board input, its (features, index) as in
+        :meth:`board_embedding`. Returns logits (B, T, vocab) and the new tokens' keys and
+        values, (n_layer, 2, B, n_head, T, head_dim).
         """
-        x = self.transformer.wte(input_ids) + self.transformer.wpe(position_ids)
+        x = self._embed(input_ids, position_ids, board)
         neg = torch.finfo(x.dtype).min
         mask = torch.where(attention_mask, 0.0, neg).to(x.dtype).unsqueeze(1)
         new = []
@@ -225,7 +292,10 @@ class GPT(nn.Module):
     def flops_per_token(self) -> float:
         """Training FLOPs per token (forward and backward), as in the PaLM appendix."""
         c = self.config
+        # Embedding rows are looked up, not multiplied: position and board tables add no FLOPs.
         n = self.num_params() - self.transformer.wpe.weight.numel()
+        if c.board_input:
+            n -= self.transformer.bte.weight.numel()
         return 6 * n + 12 * c.n_layer * c.n_embd * c.block_size
 
 
@@ -266,7 +336,9 @@ class BoardSupervised(nn.Module):
         nn.init.normal_(self.head.weight, mean=0.0, std=0.02)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, idx: torch.Tensor, where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        states = self.gpt.hidden_states(idx)
+    def forward(self, idx: torch.Tensor, where: torch.Tensor,
+                board: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        states = self.gpt.hidden_states(idx, board)
         board = self.head(states[self.layer][where])
         return self.gpt.logits(states[-1]), board.view(-1, self.squares, self.classes)

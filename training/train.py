@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from transcend.engine.features import FEATURE_SETS
 from transcend.engine.files import write_atomic
 from transcend.engine.transcript import GAME_START, STOI, decode, encode
 from transcend.training.data.board import BOARD_AT, IGNORE, BoardTargets
@@ -85,6 +86,9 @@ class TrainConfig:
     board_loss: float = 0.0
     board_layer: int = -1
     board_at: str = "moves"
+    # The model reads the board: each character adds the embedding of its position's features
+    # (engine/features.py, one of FEATURE_SETS); "" for the paper's model.
+    board_input: str = ""
     model_overrides: dict[str, int] = field(default_factory=dict)
 
     def command_args(self) -> list[str]:
@@ -114,6 +118,8 @@ class TrainConfig:
         if self.board_loss:
             args += ["--board-loss", repr(self.board_loss), "--board-layer",
                      str(self.board_layer), "--board-at", self.board_at]
+        if self.board_input:
+            args += ["--board-input", self.board_input]
         if self.compile:
             args.append("--compile")
         if not self.progress:
@@ -125,6 +131,11 @@ class TrainConfig:
             raise click.BadParameter(f"unknown config {self.config!r}; one of {sorted(CONFIGS)}")
         base = asdict(CONFIGS[self.config])
         base.update(self.model_overrides)
+        if self.board_input:
+            if self.board_input not in FEATURE_SETS:
+                raise click.BadParameter(f"unknown board input {self.board_input!r}; one of "
+                                         f"{', '.join(FEATURE_SETS)}")
+            base["board_input"] = self.board_input
         return ModelConfig(**base)
 
 
@@ -255,10 +266,14 @@ def greedy_legal_rate(model: GPT, val: TokenWindows, positions: int, device: tor
         if len(context) + 10 > model.config.block_size:
             continue
         ids = torch.from_numpy(encode(context).astype(np.int64))[None].to(device)
+        # The characters written are the next move's: all at the prompt's position.
+        board_input = model.board_of_text(context, extra=10)
         out = ""
         with torch.no_grad():
             for _ in range(10):
-                nxt = int(model(ids)[0, -1].argmax())
+                seen = (None if board_input is None
+                        else (board_input[0], board_input[1][:, : ids.shape[1]]))
+                nxt = int(model(ids, seen)[0, -1].argmax())
                 ch = decode([nxt])
                 if ch in (" ", GAME_START) and out:
                     break
@@ -349,22 +364,26 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     model = GPT(model_cfg).to(device)
     supervised: BoardSupervised | None = None
     train_boards = val_boards = None
-    if cfg.board_loss:
+    board_input = model_cfg.board_input or None
+    if cfg.board_loss or board_input:
         if cfg.board_at not in BOARD_AT:
             raise click.UsageError(f"--board-at {cfg.board_at!r}: one of {', '.join(BOARD_AT)}")
-        if cfg.board_layer < 0:
-            cfg.board_layer = default_board_layer(model_cfg.n_layer)
-        try:
-            supervised = BoardSupervised(model, cfg.board_layer).to(device)
-        except ValueError as exc:
-            raise click.UsageError(f"--board-layer: {exc} (0: the embeddings)") from None
-        train_boards = BoardTargets(train_windows.tokens, cfg.board_at)
+        if cfg.board_loss:
+            if cfg.board_layer < 0:
+                cfg.board_layer = default_board_layer(model_cfg.n_layer)
+            try:
+                supervised = BoardSupervised(model, cfg.board_layer).to(device)
+            except ValueError as exc:
+                raise click.UsageError(f"--board-layer: {exc} (0: the embeddings)") from None
+        train_boards = BoardTargets(train_windows.tokens, cfg.board_at, board_input=board_input)
         if not train_boards.any_replays():
+            flag = "--board-loss" if cfg.board_loss else "--board-input"
+            what = "no board targets" if cfg.board_loss else "no boards to read"
             raise click.ClickException(
-                f"--board-loss: no game in {data / 'train.bin'} replays as chess, so there are "
-                "no board targets; train without --board-loss")
+                f"{flag}: no game in {data / 'train.bin'} replays as chess, so there are "
+                f"{what}; train without {flag}")
         if val_windows is not None:
-            val_boards = BoardTargets(val_windows.tokens, cfg.board_at)
+            val_boards = BoardTargets(val_windows.tokens, cfg.board_at, board_input=board_input)
     trained: torch.nn.Module = supervised or model
     optimizer = configure_optimizer(trained, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2),
                                     device.type)
@@ -402,13 +421,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         starts = windows.draw(rng, cfg.batch_size)
         x, y = windows.rows(starts)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if boards is None:
+        board = None
+        if board_input is not None:
+            assert boards is not None
+            board = tuple(torch.from_numpy(a).to(device, non_blocking=True)
+                          for a in boards.batch_features(starts, x.shape[1]))
+        if not cfg.board_loss:
             with autocast:
-                return next_char_loss(module(x), y), None
+                return next_char_loss(module(x, board), y), None
+        assert boards is not None
         targets = torch.from_numpy(boards.batch(starts, x.shape[1])).to(device)
         where = targets[..., 0] != IGNORE
         with autocast:
-            logits, board_logits = module(x, where)
+            logits, board_logits = module(x, where, board)
             return next_char_loss(logits, y), board_loss(board_logits, targets[where])
 
     def evaluate() -> dict[str, float]:
@@ -419,8 +444,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         rng = np.random.default_rng([cfg.seed, 999_999])  # the same windows every time
         with torch.no_grad():
             for _ in range(cfg.eval_batches):
-                char, board = losses(val_windows, val_boards if supervised else None, rng,
-                                     module)
+                char, board = losses(val_windows, val_boards, rng, module)
                 chars.append(char.item())
                 if board is not None:
                     boards.append(board.item())
@@ -455,12 +479,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 "legal_rate": last.get("legal_rate"), **board_summary()}
 
     def board_summary() -> dict[str, Any]:
-        if supervised is None or train_boards is None:
+        if train_boards is None:
             return {}
-        return {"board_loss": cfg.board_loss, "board_layer": cfg.board_layer,
-                "board_at": cfg.board_at, "val_board_loss": last.get("val_board_loss"),
-                "board_games_replayed": train_boards.replayed,
-                "board_games_skipped": train_boards.failed}
+        out: dict[str, Any] = {"board_games_replayed": train_boards.replayed,
+                               "board_games_skipped": train_boards.failed}
+        if board_input:
+            out["board_input"] = board_input
+        if supervised is not None:
+            out.update({"board_loss": cfg.board_loss, "board_layer": cfg.board_layer,
+                        "board_at": cfg.board_at, "val_board_loss": last.get("val_board_loss")})
+        return out
 
     def save(path: Path = ckpt_path) -> None:
         if not master:
@@ -635,6 +663,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 @click.option("--board-at", type=click.Choice(BOARD_AT), default="moves", show_default=True,
               help="moves: supervise the board where the model decides a move; all: at every "
                    "character (the board after the last complete move).")
+@click.option("--board-input", type=click.Choice(FEATURE_SETS), default=None,
+              help="The model reads the board: each character adds an embedding of the position "
+                   "there (board: the squares, castling and en passant; board+attacks: also "
+                   "how often each side attacks each square). Default: the paper's model.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(data: Path | None, out: Path, config_name: str, resume: bool, batch_size: int,
                   grad_accum: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int,
@@ -644,7 +676,8 @@ def train_command(data: Path | None, out: Path, config_name: str, resume: bool, 
                   eval_batches: int, legal_interval: int, legal_positions: int,
                   checkpoint_interval: int, keep_at: str, seed: int,
                   dtype: str, device: str, threads: int, use_compile: bool, board_loss: float,
-                  board_layer: int, board_at: str, quiet: bool) -> None:
+                  board_layer: int, board_at: str, board_input: str | None,
+                  quiet: bool) -> None:
     """Train a model on prepared data (see `transcend data prepare`)."""
     if data is None and not resume:
         raise click.UsageError("--data is required (except with --resume)")
@@ -665,6 +698,7 @@ def train_command(data: Path | None, out: Path, config_name: str, resume: bool, 
         device=device, threads=threads, compile=use_compile, progress=not quiet,
         model_overrides={"block_size": block_size} if block_size else {},
         board_loss=board_loss, board_layer=board_layer, board_at=board_at,
+        board_input=board_input or "",
     )
     try:
         result = train(cfg, resume=resume)

@@ -15,7 +15,7 @@ import click
 import numpy as np
 import torch
 
-from transcend.engine.policy import MODEL_FORMAT, ModelError, read_metadata
+from transcend.engine.model_file import MODEL_FORMAT, ModelError, read_metadata
 from transcend.training.export import PARITY_TOLERANCE, CheckpointError, export_onnx
 from transcend.training.model import GPT, ModelConfig
 
@@ -71,6 +71,8 @@ def model_from_onnx(path: Path, meta: dict[str, str]) -> GPT:
         raise ModelError(f"{path}: its graph is not a transcend model of config {config}")
     loaded = {"transformer.wte.weight": values.get("model.transformer.wte.weight"),
               "transformer.wpe.weight": values.get("model.transformer.wpe.weight")}
+    if config.board_input:
+        loaded["transformer.bte.weight"] = values.get("model.transformer.bte.weight")
     for key, tensors in [*zip(norm_keys, norms, strict=True),
                          *zip(linear_keys, linears[:-1], strict=True)]:
         loaded[f"{key}.weight"] = tensors[0]

@@ -100,7 +100,7 @@ def advantage_command(model: Path | None, pgn_options: tuple[Path, ...],
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--temps") from None
     if model is None:
-        from transcend.engine.policy import default_model_path
+        from transcend.engine.model_file import default_model_path
 
         model = default_model_path()
         if not model.is_file():

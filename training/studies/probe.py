@@ -74,7 +74,8 @@ def load_probe_model(path: Path) -> GPT:
 
 
 def _model_of_onnx(path: Path) -> GPT:
-    from transcend.engine.policy import ModelError, Policy, read_metadata
+    from transcend.engine.model_file import ModelError, read_metadata
+    from transcend.engine.policy import Policy
     from transcend.training.upgrade import model_from_onnx
 
     instead = "pass its training run folder or checkpoint (ckpt.pt) instead"
@@ -89,7 +90,7 @@ def _model_of_onnx(path: Path) -> GPT:
     text = GAME_START + "1.e4 e5 2.Nf3 Nc6 3.Bb5 a6 4."
     ids = encode(text).astype(np.int64)[None]
     with torch.no_grad():
-        ours = model(torch.from_numpy(ids))[0].numpy()
+        ours = model(torch.from_numpy(ids), model.board_of_text(text))[0].numpy()
     if np.abs(ours - policy.text_logits(text)).max() > 1e-3:
         raise click.ClickException(f"{path}: the weights read back from its graph do not "
                                    f"reproduce its logits; {instead}")
@@ -130,7 +131,7 @@ def collect(model: GPT, boards: Sequence[GameBoards], texts: Sequence[str]) -> P
         keep = np.flatnonzero(decide < ids.shape[1])
         if not len(keep):
             continue
-        states = model.hidden_states(ids)
+        states = model.hidden_states(ids, model.board_of_text(text[:block]))
         for layer, state in enumerate(states):
             per_layer[layer].append(state[0, decide[keep]].float().numpy())
         targets.append(game.boards[keep])

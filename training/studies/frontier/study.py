@@ -147,7 +147,7 @@ class Snapshot:
 def model_facts(model: Path) -> tuple[str, int, int, float]:
     """(config name, parameters, training tokens, board loss weight) from an exported model's
     metadata."""
-    from transcend.engine.policy import read_metadata
+    from transcend.engine.model_file import read_metadata
 
     meta = read_metadata(model)
     training = json.loads(meta.get("training") or "{}")
