@@ -3,7 +3,7 @@
 A model trained with ``--board-input`` adds to each character's embedding the sum of the rows
 of one table named by a fixed-length vector of integer ids: the position after every move whose
 text is complete at that character (its terminating space read), relative to the side to move.
-Training (``training/board.py``) and the engine (``engine/policy.py``) both compute the ids
+Training (``training/data/board.py``) and the engine (``engine/policy.py``) both compute the ids
 here, so the two cannot drift apart. numpy and python-chess only.
 
 Ids (row 0 is padding, an all-zero row: a character whose position is unknown adds nothing)::

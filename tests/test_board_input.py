@@ -27,7 +27,7 @@ from transcend.engine.features import (
 from transcend.engine.model_file import ModelError, cache_feed, default_model_path, read_model_info
 from transcend.engine.policy import MODES, Policy
 from transcend.engine.transcript import GAME_START, encode, game_transcript, sans_of_moves
-from transcend.training.board import BoardTargets
+from transcend.training.data.board import BoardTargets
 from transcend.training.export import export_onnx, metadata_for
 from transcend.training.model import CONFIGS, GPT, ModelConfig
 
