@@ -535,13 +535,19 @@ def test_ctrl_c_exits_cleanly(
     assert list((tmp_path / "o").iterdir()) == []
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before it starts: Ctrl-C acts even when the suite runs as a background
+    job, whose shell makes it and its children ignore SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigint_while_reading_leaves_no_files(tmp_path: Path, workers: str) -> None:
     out = tmp_path / "o"
     proc = subprocess.Popen(
         [sys.executable, "-m", "transcend.training.cli", "data", "prepare", "-", "--out",
          str(out), "--workers", workers, "--quiet"],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     assert proc.stdin is not None
     proc.stdin.write(random_pgn(5, seed=12)[0].encode())
