@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import chess
@@ -13,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from cli_helpers import transcend
 
 from transcend.engine.policy import Policy
 from transcend.engine.transcript import encode, game_transcript
@@ -24,18 +23,9 @@ from transcend.training.data.board import (
     replay_game,
 )
 
-BIN = Path(sys.executable).parent
 FAST = ["--config", "tiny", "--block-size", "128", "--batch-size", "8", "--quiet",
         "--eval-batches", "2", "--legal-interval", "0", "--warmup-steps", "5", "--threads", "1",
         "--seed", "3"]
-
-
-def transcend(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(BIN / "transcend"), *args], capture_output=True, text=True,
-                            timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"transcend {' '.join(args)} failed:\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")

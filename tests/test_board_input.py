@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from cli_helpers import transcend
 
 from transcend.engine.features import (
     FEATURE_SETS,
@@ -339,14 +340,6 @@ BIN = Path(sys.executable).parent
 FAST = ["--config", "tiny", "--block-size", "128", "--batch-size", "8", "--quiet",
         "--eval-batches", "4", "--legal-positions", "20", "--warmup-steps", "10",
         "--threads", "1", "--lr", "3e-3"]
-
-
-def transcend(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(BIN / "transcend"), *args], capture_output=True, text=True,
-                            timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"transcend {' '.join(args)} failed:\n{result.stderr}")
-    return result
 
 
 def final_record(run: Path) -> dict:

@@ -4,13 +4,13 @@ project's own commands (PGN, summary, JSON and the rating list's endings)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import chess
 import chess.pgn
 import pytest
+from cli_helpers import transcend
 from test_tournament import FAKE, games_of
 
 from transcend.evaluation.endings import (
@@ -31,14 +31,6 @@ def _played(fen: str | None, *ucis: str) -> chess.Board:
     for uci in ucis:
         board.push_uci(uci)
     return board
-
-
-def transcend(*args: str, code: int = 0) -> str:
-    """Run the ``transcend`` command; its standard output (its error line when it fails)."""
-    done = subprocess.run([str(Path(sys.executable).parent / "transcend"), *args],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == code, done.stderr[-2000:]
-    return done.stdout if code == 0 else done.stderr
 
 
 CRAFTED = [
@@ -106,7 +98,8 @@ def test_a_real_tournament_reports_why_games_ended(tmp_path: Path) -> None:
     pgn, out = tmp_path / "run.pgn", tmp_path / "run.json"
     text = transcend("tournament", "--engine", "transcend-uci --temp 0.01 --seed 3",
                      "--opponent", "random", "--games", "4", "--max-moves", "40",
-                     "--pgn", str(pgn), "--json", str(out), "--anchor", "random=0", "--quiet")
+                     "--pgn", str(pgn), "--json", str(out), "--anchor", "random=0",
+                     "--quiet").stdout
     assert "Why games ended" in text and "drawn ahead" in text
     assert "transcend-uci-T0.01: ahead 3+ pawns: mate avoid-draws progress;" in text
     games = games_of(pgn)
@@ -125,7 +118,7 @@ def test_a_real_tournament_reports_why_games_ended(tmp_path: Path) -> None:
     engine = next(r for r in data["endings"] if r["name"] != "random")
     assert engine["games"] == 4 and sum(engine["by_ending"].values()) == 4
     # The rating list reads the same endings back from the PGN.
-    listed = transcend("ratings", str(pgn), "--anchor", "random=0", "--endings", "--json")
+    listed = transcend("ratings", str(pgn), "--anchor", "random=0", "--endings", "--json").stdout
     assert json.loads(listed)["endings"] == data["endings"]
     assert [e.ending for e in read_endings([pgn])] == [g["ending"] for g in data["games"]]
 
@@ -134,5 +127,7 @@ def test_a_bad_conversion_option_is_one_line_from_the_tournament() -> None:
     for option, words in (("ConvertMargin=0", "at least 1"),
                           ("ConvertRepetitionTemperature=hot", "ConvertRepetitionTemperature")):
         spec = f"uci:name=x,option.{option},cmd=transcend-uci"
-        text = transcend("tournament", "--engine", spec, "--opponent", "random", code=2)
-        assert text.startswith("error: ") and text.count("\n") == 1 and words in text
+        failed = transcend("tournament", "--engine", spec, "--opponent", "random", check=False)
+        text = failed.stderr
+        assert failed.returncode == 2 and text.startswith("error: ")
+        assert text.count("\n") == 1 and words in text
