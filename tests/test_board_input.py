@@ -28,6 +28,7 @@ from transcend.engine.features import (
 from transcend.engine.model_file import ModelError, cache_feed, default_model_path, read_model_info
 from transcend.engine.policy import MODES, Policy
 from transcend.engine.transcript import GAME_START, encode, game_transcript, sans_of_moves
+from transcend.engine.trie import MoveTrie
 from transcend.training.data.board import BoardTargets
 from transcend.training.export import export_onnx, metadata_for
 from transcend.training.model import CONFIGS, GPT, ModelConfig
@@ -173,6 +174,22 @@ def test_export_writes_the_inputs_and_metadata(board_models: dict[str, Path]) ->
     assert info.metadata["board_features_version"] == "1"
 
 
+def uncached_feed(policy: Policy, text: str, trie: MoveTrie) -> dict[str, np.ndarray]:
+    """The inputs of one call that runs ``text`` and the move tree ``trie`` from an empty
+    cache, built here rather than by the policy: causal over the text, each tree node attending
+    to the text and to its own ancestors."""
+    n, t = len(text), len(text) + trie.n
+    mask = np.zeros((t, t), bool)
+    mask[:n, :n] = np.tril(np.ones((n, n), bool))
+    mask[n:, :n] = True
+    mask[n:, n:] = trie.ancestors
+    info = policy.info
+    empty = np.zeros((info.n_layer, 2, 1, info.n_head, 0, info.head_dim), np.float32)
+    return {"input_ids": np.concatenate([encode(text), trie.chars]).astype(np.int64)[None],
+            "position_ids": np.concatenate([np.arange(n), n + trie.depth - 1])[None],
+            "attention_mask": mask[None], **cache_feed(empty)}
+
+
 def reference_rows(policy: Policy, board: chess.Board) -> np.ndarray:
     """The score rows of ``board`` from one uncached call whose board inputs are built here,
     from python-chess: each prompt character reads the board after the moves complete there
@@ -194,20 +211,11 @@ def reference_rows(policy: Policy, board: chess.Board) -> np.ndarray:
     trie = policy.score(board).trie
     positions = [reference_features(b, kind) for b in boards] + [
         reference_features(board, kind)]
-    n, t = len(text), len(text) + trie.n
-    mask = np.zeros((t, t), bool)
-    mask[:n, :n] = np.tril(np.ones((n, n), bool))
-    mask[n:, :n] = True
-    mask[n:, n:] = trie.ancestors
-    info = policy.info
-    empty = np.zeros((info.n_layer, 2, 1, info.n_head, 0, info.head_dim), np.float32)
+    n = len(text)
     logits, _ = policy.session.run(None, {
-        "input_ids": np.concatenate([encode(text), trie.chars]).astype(np.int64)[None],
-        "position_ids": np.concatenate([np.arange(n), n + trie.depth - 1])[None],
-        "attention_mask": mask[None],
+        **uncached_feed(policy, text, trie),
         "board_features": np.stack(positions)[None],
-        "board_index": np.concatenate([np.arange(n), np.full(trie.n, n)])[None],
-        **cache_feed(empty)})
+        "board_index": np.concatenate([np.arange(n), np.full(trie.n, n)])[None]})
     return np.concatenate([logits[0, n - 1:n], logits[0, n:]])
 
 
@@ -293,18 +301,8 @@ def test_a_plain_model_is_called_exactly_as_before() -> None:
     expected = {i.name for i in session.get_inputs()}
     assert fed == [expected] and not any(name.startswith("board") for name in expected)
     text, trie = policy.prompt_text(board), policy.score(board).trie
-    n, t = len(text), len(text) + trie.n
-    mask = np.zeros((t, t), bool)
-    mask[:n, :n] = np.tril(np.ones((n, n), bool))
-    mask[n:, :n] = True
-    mask[n:, n:] = trie.ancestors
-    info = policy.info
-    logits, _ = session.run(None, {
-        "input_ids": np.concatenate([encode(text), trie.chars]).astype(np.int64)[None],
-        "position_ids": np.concatenate([np.arange(n), n + trie.depth - 1])[None],
-        "attention_mask": mask[None],
-        **cache_feed(np.zeros((info.n_layer, 2, 1, info.n_head, 0, info.head_dim),
-                              np.float32))})
+    n = len(text)
+    logits, _ = session.run(None, uncached_feed(policy, text, trie))
     assert np.array_equal(rows, np.concatenate([logits[0, n - 1:n], logits[0, n:]]))
 
 
