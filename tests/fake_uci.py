@@ -1,17 +1,21 @@
 """A scriptable fake UCI engine for the tournament tests: misbehaves on purpose.
 
-    python fake_uci.py [--mode MODE] [--after N] [--temp T] [--model M] [--illegal-info K]
+    python fake_uci.py [--mode MODE] [--after N] [--once FILE] [--temp T] [--model M]
+                       [--illegal-info K]
 
 Modes: ``random`` plays random legal moves; ``crash`` exits at its N-th ``go`` of a game;
 ``silent`` never answers its N-th ``go``; ``illegal`` plays an illegal move at its N-th ``go``;
 ``nouci`` never answers ``uci``; ``slow`` sleeps 0.3 s before every move. ``--illegal-info K``
 reports ``info string illegal attempts K`` before every move, as transcend-uci does in paper mode;
+``--once FILE`` makes a ``crash`` happen once: the crashing process creates FILE, and one
+that finds it plays random moves.
 ``--fallback-at N`` reports at its N-th move that every sample was illegal.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -23,12 +27,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", default="random")
     parser.add_argument("--after", type=int, default=1)
+    parser.add_argument("--once", default="")
     parser.add_argument("--temp", type=float, default=1.0)
     parser.add_argument("--model", default="")
     parser.add_argument("--illegal-info", type=int, default=-1)
     parser.add_argument("--fallback-at", type=int, default=0)
     args, _ = parser.parse_known_args()
     rng = random.Random(int(args.temp * 1000))
+    if args.once and os.path.exists(args.once):
+        args.mode = "random"
     board = chess.Board()
     goes = 0
     for line in sys.stdin:
@@ -56,6 +63,8 @@ def main() -> None:
         elif words[0] == "go":
             goes += 1
             if goes >= args.after and args.mode == "crash":
+                if args.once:
+                    open(args.once, "w").close()
                 sys.exit(3)
             if goes >= args.after and args.mode == "silent":
                 continue

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import chess
 import chess.pgn
 import numpy as np
 import pytest
-from cli_helpers import cli
+from cli_helpers import cli, transcend
 
 from transcend.engine.transcript import board_transcript, decode
 from transcend.training.cli import main
@@ -17,6 +19,7 @@ from transcend.training.data.experts import complete_games
 
 EXPERTS = ["sf:skill=0,nodes=20,eps=0.3,elo=900", "sf:skill=1,nodes=20,elo=1000"]
 NAMES = {"sf-skill0-n20-eps0.3": 900, "sf-skill1-n20": 1000}
+FAKE_UCI = Path(__file__).with_name("fake_uci.py")
 
 
 def experts(out: Path, games: int, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,22 +141,70 @@ def test_same_seed_same_games_in_parallel_too(tmp_path: Path) -> None:
 
 
 def test_a_crashed_engine_is_restarted_and_the_run_goes_on(tmp_path: Path) -> None:
-    import sys
-
     from transcend.training.data.experts import generate
 
     marker = tmp_path / "crashed-once"
-    fake = Path(__file__).with_name("fake_uci.py")
-    # The first process crashes at its 3rd move; every later one plays on.
-    script = tmp_path / "flaky.sh"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'if [ ! -e "{marker}" ]; then touch "{marker}"; '
-        f'exec "{sys.executable}" "{fake}" --mode crash --after 3; fi\n'
-        f'exec "{sys.executable}" "{fake}"\n')
-    script.chmod(0o755)
+    # The first process to play crashes at its 3rd move; every later one plays on.
+    cmd = f"{sys.executable} {FAKE_UCI} --mode crash --after 3 --once {marker}"
     out = tmp_path / "games.pgn"
-    records = list(generate(out, [f"uci:name=flaky,cmd={script}"], 3, max_plies=20,
+    records = list(generate(out, [f"uci:name=flaky,cmd={cmd}"], 3, max_plies=20,
                             progress=False))
     assert marker.exists() and len(records) == 3
     assert complete_games(out)[0] == 3
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The message of a run that must have ended with click's one-line error and nothing else."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("random,name=x", "failed to start"),  # no such command
+     ("sf:skil=3", "unknown key 'skil'"),
+     ("no-such-engine --flag", "failed to start")],
+)
+def test_an_expert_that_cannot_play_stops_the_command_before_any_game(
+    tmp_path: Path, spec: str, message: str
+) -> None:
+    out = tmp_path / "sub" / "games.pgn"
+    result = transcend("data", "experts", "--out", str(out), "--games", "4", "--concurrency",
+                       "2", "--quiet", "--expert", "random", "--expert", spec, check=False)
+    assert message in one_line_error(result)
+    assert not out.exists()
+
+
+UCI_LOOP = """while read -r line; do
+  case "$line" in
+    uci) echo uciok ;;
+    isready) echo readyok ;;
+    go*) exit 3 ;;
+    quit) exit 0 ;;
+  esac
+done
+"""
+
+
+@pytest.mark.parametrize(
+    ("prologue", "message"),
+    # An engine that dies at every move, and one that answers the check but then cannot start:
+    # neither may leave the pool's workers restarting for ever.
+    [("", "failed 3 times"),
+     ('if [ -e "$0.ran" ]; then read -r line; exit 3; fi\ntouch "$0.ran"', "engine.sh exited")],
+)
+def test_an_engine_that_keeps_failing_stops_the_command(
+    tmp_path: Path, prologue: str, message: str
+) -> None:
+    script = tmp_path / "engine.sh"
+    script.write_text(f"#!/bin/sh\n{prologue}\n{UCI_LOOP}")
+    script.chmod(0o755)
+    out = tmp_path / "games.pgn"
+    result = transcend("data", "experts", "--out", str(out), "--games", "4", "--concurrency",
+                       "2", "--quiet", "--expert", f"uci:name=failing,cmd={script}",
+                       check=False)
+    assert message in one_line_error(result)
+    assert not out.exists()  # no game was finished, so there is no file

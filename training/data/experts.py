@@ -6,6 +6,7 @@ Each game pairs two experts drawn at random from the list. Their rating labels g
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import multiprocessing as mp
 import os
@@ -20,6 +21,7 @@ import chess.pgn
 
 from transcend.evaluation.endings import game_result
 from transcend.evaluation.players import EngineCrashed, Player, PlayerSpec, parse_spec
+from transcend.evaluation.tournament import _check_engines
 
 DEFAULT_EXPERTS = (
     "sf:skill=0,nodes=100,eps=0.4,elo=1000",
@@ -28,6 +30,7 @@ DEFAULT_EXPERTS = (
     "sf:skill=3,nodes=100,eps=0.4,elo=1000",
 )
 _GAME_END = re.compile(r"(1-0|0-1|1/2-1/2|\*)\s*$")
+STARTUP_TIMEOUT = 30.0  # seconds for an expert's UCI handshake when the experts are checked
 
 
 @dataclass
@@ -91,9 +94,18 @@ class _Worker:
 
 def _init_worker(specs: Sequence[PlayerSpec], seed: int, max_plies: int) -> None:
     _Worker.specs = specs
-    _Worker.players = [Player(spec) for spec in specs]
+    _Worker.players = []
     _Worker.seed = seed
     _Worker.max_plies = max_plies
+
+
+def _players() -> list[Player]:
+    """The worker's players, started by its first game rather than by the pool's initializer:
+    a pool answers an initializer's error by starting the worker again, for ever, while a game's
+    error reaches the parent and ends the run."""
+    while len(_Worker.players) < len(_Worker.specs):
+        _Worker.players.append(Player(_Worker.specs[len(_Worker.players)]))
+    return _Worker.players
 
 
 def _play_indexed(index: int) -> GameRecord:
@@ -101,19 +113,23 @@ def _play_indexed(index: int) -> GameRecord:
     # as far as the engines themselves are (Stockfish's Skill Level has a random streak of its own).
     rng = random.Random(f"{_Worker.seed}:{index}")
     w, b = rng.randrange(len(_Worker.specs)), rng.randrange(len(_Worker.specs))
-    white, black = _Worker.players[w], _Worker.players[b]
+    white, black = _players()[w], _players()[b]
+    ws, bs = _Worker.specs[w], _Worker.specs[b]
+    failure: Exception | None = None
     for attempt in range(3):
+        if attempt:
+            white.restart()
+            black.restart()
         white.rng.seed(f"{_Worker.seed}:{index}:white:{attempt}")
         black.rng.seed(f"{_Worker.seed}:{index}:black:{attempt}")
         try:
             moves, result, termination = play_game(white, black, _Worker.max_plies)
             break
-        except (EngineCrashed, OSError, ValueError):
-            white.restart()
-            black.restart()
+        except (EngineCrashed, OSError, ValueError) as exc:
+            failure = exc
     else:
-        raise EngineCrashed(f"game {index + 1}: engines kept failing")
-    ws, bs = _Worker.specs[w], _Worker.specs[b]
+        raise EngineCrashed(f"game {index + 1} ({ws.name} vs {bs.name}): the engines failed "
+                            f"3 times, last: {failure}")
     return GameRecord(index, ws.name, bs.name, ws.elo, bs.elo, moves, result, termination)
 
 
@@ -143,15 +159,19 @@ def generate(
     """Append games to ``out`` until it holds ``games`` games, yielding each one as it is written.
 
     An interrupted run resumes: a half-written last game is cut off and play continues from the
-    next game index, so the file is the same as one uninterrupted run's.
+    next game index, so the file is the same as one uninterrupted run's. Every expert is parsed
+    and its engine started once before any game (ValueError for a bad one); an engine that keeps
+    failing during the run raises EngineCrashed. The file is created by its first finished game,
+    so a run that fails before one leaves none.
     """
     specs = [parse_spec(text) for text in experts]
     done, offset = complete_games(out)
     if done >= games:
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "ab") as fh:
-        fh.truncate(offset)
+    asyncio.run(_check_engines(specs, STARTUP_TIMEOUT))
+    if out.exists() and out.stat().st_size > offset:
+        with open(out, "r+b") as cut:
+            cut.truncate(offset)
     date = datetime.date.today().strftime("%Y.%m.%d")
     event = "transcend experts " + " vs ".join(spec.name for spec in specs)
     indices = range(done, games)
@@ -161,26 +181,31 @@ def generate(
 
         bar = tqdm(total=games, initial=done, unit="game", dynamic_ncols=True)
     ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
-    with open(out, "a", encoding="utf-8") as fh:
-        if concurrency <= 1:
-            _init_worker(specs, seed, max_plies)
-            records: Iterator[GameRecord] = map(_play_indexed, indices)
-            pool = None
-        else:
-            pool = ctx.Pool(concurrency, _init_worker, (specs, seed, max_plies))
-            records = pool.imap(_play_indexed, indices, chunksize=4)
-        try:
-            for record in records:
-                fh.write(pgn_text(record, event[:200], date))
-                fh.flush()
-                if bar is not None:
-                    bar.update(1)
-                yield record
-        finally:
-            if pool is not None:
-                pool.terminate()
-            else:
-                for player in _Worker.players:
-                    player.close()
+    if concurrency <= 1:
+        _init_worker(specs, seed, max_plies)
+        records: Iterator[GameRecord] = map(_play_indexed, indices)
+        pool = None
+    else:
+        pool = ctx.Pool(concurrency, _init_worker, (specs, seed, max_plies))
+        records = pool.imap(_play_indexed, indices, chunksize=4)
+    fh = None
+    try:
+        for record in records:
+            if fh is None:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(out, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+            fh.write(pgn_text(record, event[:200], date))
+            fh.flush()
             if bar is not None:
-                bar.close()
+                bar.update(1)
+            yield record
+    finally:
+        if pool is not None:
+            pool.terminate()
+        else:
+            for player in _Worker.players:
+                player.close()
+        if fh is not None:
+            fh.close()
+        if bar is not None:
+            bar.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from transcend.evaluation.players import SpecError, parse_spec
+from transcend.evaluation.players import EngineCrashed
 from transcend.training.data.experts import DEFAULT_EXPERTS, complete_games, generate
 
 
@@ -29,15 +29,14 @@ from transcend.training.data.experts import DEFAULT_EXPERTS, complete_games, gen
 def experts_command(out: Path, games: int, experts: tuple[str, ...], concurrency: int,
                     seed: int, max_plies: int, quiet: bool) -> None:
     """Play games between noisy expert engines and write them as PGN."""
-    specs = list(experts or DEFAULT_EXPERTS)
-    try:
-        for spec in specs:
-            parse_spec(spec)
-    except (SpecError, FileNotFoundError) as exc:
-        raise click.UsageError(str(exc)) from None
     results: Counter[str] = Counter()
-    for record in generate(out, specs, games, concurrency, seed, max_plies, progress=not quiet):
-        results[record.result] += 1
+    try:
+        for record in generate(out, list(experts or DEFAULT_EXPERTS), games, concurrency, seed,
+                               max_plies, progress=not quiet):
+            results[record.result] += 1
+    except (ValueError, OSError, EngineCrashed) as exc:
+        # A bad expert (checked before any game) or an engine that kept failing: one line.
+        raise click.ClickException(str(exc)) from None
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(results.items()))
     total, _ = complete_games(out)
     click.echo(f"{out}: {total} games" + (f" ({summary} in this run)" if summary else
