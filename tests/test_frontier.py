@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import cli
 
+from transcend.engine.model_file import default_model_path, read_metadata
 from transcend.training.studies.frontier.stages import PRESETS
 from transcend.training.studies.frontier.study import (
     Arm,
@@ -19,6 +20,8 @@ from transcend.training.studies.frontier.study import (
     fit_trend,
     tokens_label,
 )
+
+DEFAULT_MODEL = default_model_path()
 
 
 def test_tokens_label() -> None:
@@ -52,9 +55,17 @@ def test_presets_share_one_schedule_and_keep_log_spaced_snapshots() -> None:
         arms = {arm.name for arm in preset.arms}
         for run in preset.runs:
             assert run.arm in arms
-            assert max(run.keep) <= preset.schedule_tokens
+            # Snapshots past the schedule continue at the minimum rate, as a resumed run does.
+            assert max(run.keep) <= preset.schedule_tokens * (2 if name == "board-input" else 1)
             ratios = [b / a for a, b in zip(run.keep, run.keep[1:], strict=False)]
             assert all(r >= 1.9 for r in ratios) and not any(math.isnan(r) for r in ratios)
+        if name == "board-input":
+            # The same run reading the transcript, the board, and the board with attacks.
+            assert [run.board_input for run in preset.runs] == ["", "board", "board+attacks"]
+            assert len({(run.arm, run.config, tuple(run.keep)) for run in preset.runs}) == 1
+            assert preset.games_per_snapshot and preset.arms[0].games >= 100_000
+            assert (len(preset.match_opponents) + 4) * preset.match_games >= 210
+            continue
         if name == "board":
             # The same run with and without the board loss, snapshot for snapshot.
             plain, board = preset.runs
@@ -129,6 +140,47 @@ def test_frontier_end_to_end_then_resumes(tmp_path: Path, stockfish: str,
     for stage in ("experts", "data", "train", "evaluate", "probe", "games"):
         lines = [x for x in err.splitlines() if f"] {stage}:" in x]
         assert lines and all("skipped" in x for x in lines), (stage, lines)
+
+
+@pytest.mark.slow
+def test_board_input_study_rates_every_snapshot_against_training_time(
+        tmp_path: Path, stockfish: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    experts = [f"sf:skill={k},nodes=20,eps=0.4,elo=1000" for k in (0, 1)]
+    monkeypatch.setitem(PRESETS, "board-input", replace(
+        PRESETS["board-input"], arms=[Arm("a", experts, 1000)],
+        runs=[Run("plain", "a", "tiny", [4096, 8192]),
+              Run("attacks", "a", "tiny", [4096, 8192], board_input="board+attacks")],
+        schedule_tokens=4096, batch_size=4, warmup_steps=2, heldout_games=12, per_bin=3,
+        nodes=200, max_plies=60, temps=[0.01], match_temps=[0.01], match_games=1,
+        match_opponent_games=1, max_moves=12, match_opponents=["random"], probe_games=12))
+    out = tmp_path / "study"
+    code, err = cli(["frontier", "--preset", "board-input", "--games", "30", "--out", str(out),
+                     "--threads", "1", "--extra", f"a={DEFAULT_MODEL}"], capsys)
+    assert code == 0, err[-3000:]
+    assert json.loads((out / "arms/a/data/manifest.json").read_text())["games"]["kept"] == 30
+    meta = read_metadata(out / "models" / "attacks-8192.onnx")
+    assert meta["board_input"] == "board+attacks"
+    assert "board_input" not in read_metadata(out / "models" / "plain-8192.onnx")
+    # Every snapshot and the extra model played, and all are rated in one list.
+    names = {row["name"] for row in json.loads((out / "games" / "joint.json").read_text())}
+    assert {"plain-4096-T0.01", "plain-8192-T0.01", "attacks-4096-T0.01", "attacks-8192-T0.01",
+            "default-T0.01", "random"} <= names
+    report = (out / "report.md").read_text()
+    assert "--games 30" in report
+    # The two inputs are two kinds of training, with their own trend lines.
+    assert "**tiny on a** (2 snapshots)" in report
+    assert "**tiny on a, board input board+attacks** (2 snapshots)" in report
+    section = report.split("## Rating against training time")[1]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| plain")
+            or line.startswith("| attacks")]
+    # Each run's two snapshots, in order of the characters they had read, each later one
+    # having trained longer on its run's clock.
+    for run in ("plain", "attacks"):
+        mine = [(int(r[2].replace(",", "")), float(r[3])) for r in rows if r[0] == f"| {run}"]
+        assert len(mine) == 2 and mine[0][0] < mine[1][0] and 0 < mine[0][1] < mine[1][1]
+    assert "default-T0.01" in section.split("\n\n")[1]
+    assert (out / "rating-time.png").stat().st_size > 1000
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path: Path,

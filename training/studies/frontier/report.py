@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from transcend.engine.files import write_atomic, write_figure
+from transcend.training.studies.frontier import rating_time
 from transcend.training.studies.frontier.study import (
     FrontierPreset,
     Layout,
@@ -183,8 +184,33 @@ def board_section(lay: Layout, snapshots: Sequence[Snapshot], summaries: dict[st
     return lines
 
 
+def rating_time_section(p: FrontierPreset, lay: Layout, snapshots: Sequence[Snapshot],
+                        ratings: list[dict[str, Any]]) -> list[str]:
+    """Every run's snapshots rated against the hours each had trained, with the experts and
+    any extra models as lines (rating-time.png)."""
+    from transcend.evaluation.players import parse_spec
+
+    points = rating_time.time_points(ratings, [
+        (s.run, s.tokens, s.model, lay.run(s.run) / "metrics.jsonl") for s in snapshots if s.run])
+    if not points:
+        return []
+    experts = {parse_spec(e).name for arm in p.arms for e in arm.experts}
+    extras = [s.model.stem for s in snapshots if not s.run]
+    references = {r["name"]: r["elo"] for r in ratings if r["name"] in experts or any(
+        rating_time.player_temperature(r["name"], stem) is not None for stem in extras)}
+    lines = ["", "## Rating against training time", "",
+             "Each snapshot's rating in the list above against the hours its run had trained "
+             "(its own clock). Lines: "
+             + ", ".join(f"{name} {elo:.0f}" for name, elo in sorted(references.items())) + ".",
+             "", *rating_time.table(points)]
+    figure = rating_time.plot(points, references, lay.out / "rating-time.png")
+    if figure is not None:
+        lines += ["", f"![rating against training time]({figure.name})"]
+    return lines
+
+
 def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
-                 snapshots: Sequence[Snapshot]) -> Path:
+                 snapshots: Sequence[Snapshot], games: int | None = None) -> Path:
     """report.md: data and diversity, every snapshot's figures, the trend and the games."""
     summaries = {s.name: read_summary(lay, s) for s in snapshots}
     candidates: dict[str, dict[str, int]] = {}
@@ -193,7 +219,8 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
     first = summaries[snapshots[0].name]
     temp = min([t for t in first["temperatures"] if t > 0] or first["temperatures"])
     lines = [f"# Frontier study `{preset_name}`", "",
-             f"Reproduce with `transcend frontier --preset {preset_name} --out {lay.out}`. "
+             f"Reproduce with `transcend frontier --preset {preset_name} --out {lay.out}"
+             f"{f' --games {games}' if games else ''}`. "
              f"Positions: {first['positions']} from each arm's held-out games, "
              f"sampling {json.dumps(first['sampling'])}; Stockfish {first['nodes']:,} nodes a "
              f"position. Figures are token mode at T = {temp:g} unless named.", "",
@@ -286,14 +313,19 @@ def write_report(p: FrontierPreset, preset_name: str, lay: Layout,
         lines += ["", f"![gain against compute]({plot.name})"]
     played = [s for s in snapshots if (lay.games(s.name) / "summary.md").exists()]
     if played:
+        who = ("Every snapshot" if p.games_per_snapshot
+               else "The best snapshot by the gain above")
         lines += ["", "## Games", "",
-                  "The best snapshot by the gain above plays its experts, a random mover and "
-                  "noisier experts; earlier bests keep their games.", ""]
+                  f"{who} plays its experts, a random mover and noisier experts; earlier "
+                  "players keep their games.", ""]
     for snap in played:
         lines += [f"### {snap.name}", "", (lay.games(snap.name) / "summary.md").read_text()]
     joint = lay.out / "games" / "joint.md"
     if joint.exists():
         lines += ["### Every snapshot that played, in one list", "", joint.read_text()]
+    if p.games_per_snapshot and joint.with_suffix(".json").exists():
+        lines += rating_time_section(p, lay, snapshots,
+                                     json.loads(joint.with_suffix(".json").read_text()))
     report = lay.out / "report.md"
     write_atomic(report, "\n".join(lines) + "\n")
     return report

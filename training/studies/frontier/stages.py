@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from transcend.engine.files import write_atomic
+from transcend.engine.model_file import ModelError, resolve_model
 from transcend.training.data.experts import complete_games, generate
 from transcend.training.studies.experiment import is_newer, log_stage
 from transcend.training.studies.frontier.report import write_report
@@ -67,6 +68,19 @@ PRESETS: dict[str, FrontierPreset] = {
               Run("eps0.4-small-board", "eps0.4", "small", [2 * M, 4 * M, 8 * M],
                   board_loss=1.0, board_at="all")],
         schedule_tokens=8 * M, games_per_run=True),
+    # The board as an input against the transcript alone (docs/board.md): `small` reading the
+    # transcript, the board, and the board with its attack maps, on one set of 100,000 games.
+    # The cosine schedule ends at 4M characters; the 8M snapshots continue at the minimum
+    # rate, as `train --resume` continues a finished run. Every snapshot plays, 240 games a
+    # temperature, for rating against training time.
+    "board-input": FrontierPreset(
+        arms=[Arm("eps0.4", experts_with_noise(0.4), 100_000)],
+        runs=[Run(name, "eps0.4", "small", [M, 2 * M, 4 * M, 8 * M], board_input=kind)
+              for name, kind in (("plain", ""), ("board", "board"), ("attacks", "board+attacks"))],
+        schedule_tokens=4 * M, batch_size=8, warmup_steps=50, games_per_snapshot=True,
+        match_opponents=["random", "sf:skill=0,nodes=100", "sf:skill=0,nodes=100,eps=0.6",
+                         "sf:skill=0,nodes=100,eps=0.8"],
+        max_moves=150),
 }
 
 
@@ -130,7 +144,7 @@ def run_config(p: FrontierPreset, lay: Layout, run: Run, seed: int, threads: int
         max_tokens=max(run.keep), schedule_tokens=p.schedule_tokens, keep_at=tuple(run.keep),
         eval_interval=p.eval_interval, legal_interval=0, checkpoint_interval=25, seed=seed,
         threads=threads, progress=sys.stderr.isatty(), board_loss=run.board_loss,
-        board_at=run.board_at)
+        board_at=run.board_at, board_input=run.board_input)
 
 
 def stage_train(p: FrontierPreset, lay: Layout, runs: Sequence[Run], seed: int,
@@ -174,10 +188,12 @@ STAGES = ("experts", "data", "train", "evaluate", "probe", "games", "report")
 def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
                  until: str = "report", extras: Sequence[str] = (), seed: int = 1,
                  concurrency: int = 2, threads: int = 0, stockfish: str | None = None,
-                 train_more: bool = True) -> Path:
+                 train_more: bool = True, games: int | None = None) -> Path:
     if preset_name not in PRESETS:
         raise click.UsageError(f"unknown preset {preset_name!r}; one of {sorted(PRESETS)}")
     p = PRESETS[preset_name]
+    if games is not None:
+        p = replace(p, arms=[replace(arm, games=games) for arm in p.arms])
     known = {run.name for run in p.runs}
     if unknown := [name for name in runs if name not in known]:
         raise click.UsageError(f"--runs: no run {unknown[0]!r} in preset {preset_name}; "
@@ -208,7 +224,7 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
         stage_games(p, lay, snapshots, concurrency, seed)
     if last < STAGES.index("report"):
         return out
-    report = write_report(p, preset_name, lay, snapshots)
+    report = write_report(p, preset_name, lay, snapshots, games)
     log_stage("report", str(report))
     return report
 
@@ -225,6 +241,8 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
 @click.option("--extra", "extras", multiple=True, metavar="ARM=MODEL",
               help="Also evaluate this ONNX model, trained on ARM's kind of data (repeatable): "
                    "its size and tokens come from its metadata.")
+@click.option("--games", type=click.IntRange(min=1), default=None,
+              help="Expert games for every arm [default: the preset's].")
 @click.option("--train/--no-train", "train_more", default=True, show_default=True,
               help="--no-train evaluates the snapshots that exist, training nothing further.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
@@ -233,32 +251,35 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--stockfish", default=None, help="Stockfish binary [default: found on PATH].")
 def frontier_command(preset_name: str, out: Path, runs: str, until: str,
-                     extras: tuple[str, ...], train_more: bool, concurrency: int,
-                     threads: int, seed: int, stockfish: str | None) -> None:
+                     extras: tuple[str, ...], games: int | None, train_more: bool,
+                     concurrency: int, threads: int, seed: int, stockfish: str | None) -> None:
     """Where the model transcends its experts, and how training compute moves it."""
     names = [name.strip() for name in runs.split(",") if name.strip()]
     click.echo(run_frontier(preset_name, out, runs=names, until=until, extras=extras,
                             seed=seed, concurrency=concurrency, threads=threads,
-                            stockfish=stockfish, train_more=train_more))
+                            stockfish=stockfish, train_more=train_more, games=games))
 
 
 def _snapshot(name: str, arm: str, model: Path, checkpoint: Path | None = None,
               run: str = "") -> Snapshot:
-    size, params, tokens, board_loss = model_facts(model)
-    return Snapshot(name, size, arm, tokens, params, model, board_loss, checkpoint, run)
+    size, params, tokens, board_loss, board_input = model_facts(model)
+    return Snapshot(name, size, arm, tokens, params, model, board_loss, checkpoint, run,
+                    board_input)
 
 
 def parse_extra(text: str, arms: Sequence[str]) -> tuple[str, Path]:
-    """'eps0.4=models/default.onnx' -> ('eps0.4', Path('models/default.onnx')), checked."""
+    """'eps0.4=models/default.onnx' -> ('eps0.4', Path('models/default.onnx')), checked; the
+    model may be a bundled one's name."""
     arm, sep, path = text.partition("=")
     if not sep or not path:
         raise click.BadParameter(f"expected ARM=MODEL, got {text!r}", param_hint="--extra")
     if arm not in arms:
         raise click.BadParameter(f"no arm {arm!r}; one of {', '.join(arms)}",
                                  param_hint="--extra")
-    if not Path(path).is_file():
-        raise click.BadParameter(f"no model at {path}", param_hint="--extra")
-    return arm, Path(path)
+    try:
+        return arm, resolve_model(path)
+    except ModelError as exc:
+        raise click.BadParameter(str(exc), param_hint="--extra") from None
 
 
 def stage_evaluate(p: FrontierPreset, lay: Layout, exported: Sequence[tuple[Run, int, Path]],
@@ -334,16 +355,20 @@ def best_snapshot(lay: Layout, snapshots: Sequence[Snapshot]) -> Snapshot:
 
 def stage_games(p: FrontierPreset, lay: Layout, snapshots: Sequence[Snapshot], concurrency: int,
                 seed: int) -> list[Snapshot]:
-    """The best snapshot (of every run, with ``games_per_run``) against its own experts, a
-    random mover and noisier experts. Where several play, the opponents' round robin is played
-    once, with the first, and all their games are rated in one list (``games/joint.md``)."""
+    """The best snapshot (of every run, with ``games_per_run``; every snapshot, with
+    ``games_per_snapshot``) against its own experts, a random mover and noisier experts. Where
+    several play, the opponents' round robin is played once, with the first, and all their
+    games are rated in one list (``games/joint.md``)."""
     from transcend.evaluation.sweep import run_sweep
 
-    groups: dict[str, list[Snapshot]] = {}
-    for snap in snapshots:
-        if not p.games_per_run or snap.run:
-            groups.setdefault(snap.run if p.games_per_run else "", []).append(snap)
-    bests = [best_snapshot(lay, group) for group in groups.values()]
+    if p.games_per_snapshot:
+        bests = list(snapshots)
+    else:
+        groups: dict[str, list[Snapshot]] = {}
+        for snap in snapshots:
+            if not p.games_per_run or snap.run:
+                groups.setdefault(snap.run if p.games_per_run else "", []).append(snap)
+        bests = [best_snapshot(lay, group) for group in groups.values()]
     for i, best in enumerate(bests):
         out = lay.games(best.name)
         if is_newer(out / "summary.md", best.model):
@@ -373,5 +398,6 @@ def write_joint_list(lay: Layout, bests: Sequence[Snapshot]) -> Path:
     ratings = rate(read_outcomes(pgns), "bt", {"random": 0.0}, 1.0)
     write_atomic(path, format_table(ratings, "Maximum-likelihood Elo, random mover = 0, the "
                                     "games of " + ", ".join(b.name for b in bests)) + "\n")
+    write_atomic(path.with_suffix(".json"), json.dumps([asdict(r) for r in ratings], indent=2))
     log_stage("games", str(path))
     return path

@@ -40,6 +40,8 @@ class Run:
     # Board supervision (`train --board-loss`): 0 is the paper's objective.
     board_loss: float = 0.0
     board_at: str = "moves"
+    # The position as an input (`train --board-input`): "" is the paper's transcript alone.
+    board_input: str = ""
 
 
 @dataclass
@@ -70,6 +72,8 @@ class FrontierPreset:
     # Games for the best snapshot of every run, rated in one list, rather than for the best
     # snapshot overall.
     games_per_run: bool = False
+    # Games for every snapshot, so that the report can plot rating against training time.
+    games_per_snapshot: bool = False
 
 
 M = 1_000_000
@@ -131,12 +135,15 @@ class Snapshot:
     checkpoint: Path | None = None
     # The preset's run that made it; empty for a model given with --extra.
     run: str = ""
+    # The model's board input (`train --board-input`); "" for the transcript alone.
+    board_input: str = ""
 
     @property
     def group(self) -> str:
-        """Snapshots of one kind of training: size, arm and objective."""
+        """Snapshots of one kind of training: size, arm, objective and input."""
         board = f", board loss {self.board_loss:g}" if self.board_loss else ""
-        return f"{self.size} on {self.arm}{board}"
+        seen = f", board input {self.board_input}" if self.board_input else ""
+        return f"{self.size} on {self.arm}{board}{seen}"
 
     @property
     def flops(self) -> float:
@@ -144,15 +151,16 @@ class Snapshot:
         return 6.0 * self.params * self.tokens
 
 
-def model_facts(model: Path) -> tuple[str, int, int, float]:
-    """(config name, parameters, training tokens, board loss weight) from an exported model's
-    metadata."""
+def model_facts(model: Path) -> tuple[str, int, int, float, str]:
+    """(config name, parameters, training tokens, board loss weight, board input) from an
+    exported model's metadata."""
     from transcend.engine.model_file import read_metadata
 
     meta = read_metadata(model)
     training = json.loads(meta.get("training") or "{}")
     return (str(training.get("config", "?")), int(meta.get("n_params", 0)),
-            int(training.get("tokens", 0)), float(training.get("board_loss") or 0.0))
+            int(training.get("tokens", 0)), float(training.get("board_loss") or 0.0),
+            meta.get("board_input", ""))
 
 
 def fit_trend(tokens: Sequence[float], gains: Sequence[float], low: Sequence[float],
