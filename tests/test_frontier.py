@@ -153,7 +153,7 @@ def test_board_input_study_rates_every_snapshot_against_training_time(
               Run("attacks", "a", "tiny", [4096, 8192], board_input="board+attacks")],
         schedule_tokens=4096, batch_size=4, warmup_steps=2, heldout_games=12, per_bin=3,
         nodes=200, max_plies=60, temps=[0.01], match_temps=[0.01], match_games=1,
-        match_opponent_games=1, max_moves=12, match_opponents=["random"], probe_games=12))
+        match_opponent_games=1, max_moves=12, match_opponents=["random"]))
     out = tmp_path / "study"
     code, err = cli(["frontier", "--preset", "board-input", "--games", "30", "--out", str(out),
                      "--threads", "1", "--extra", f"a={DEFAULT_MODEL}"], capsys)
@@ -162,6 +162,7 @@ def test_board_input_study_rates_every_snapshot_against_training_time(
     meta = read_metadata(out / "models" / "attacks-8192.onnx")
     assert meta["board_input"] == "board+attacks"
     assert "board_input" not in read_metadata(out / "models" / "plain-8192.onnx")
+    assert not list((out / "eval").glob("*/probe"))  # the board is an input: no probe
     # Every snapshot and the extra model played, and all are rated in one list.
     names = {row["name"] for row in json.loads((out / "games" / "joint.json").read_text())}
     assert {"plain-4096-T0.01", "plain-8192-T0.01", "attacks-4096-T0.01", "attacks-8192-T0.01",

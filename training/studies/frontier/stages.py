@@ -80,7 +80,9 @@ PRESETS: dict[str, FrontierPreset] = {
         schedule_tokens=4 * M, batch_size=8, warmup_steps=50, games_per_snapshot=True,
         match_opponents=["random", "sf:skill=0,nodes=100", "sf:skill=0,nodes=100,eps=0.6",
                          "sf:skill=0,nodes=100,eps=0.8"],
-        max_moves=150),
+        max_moves=150,
+        # A model handed the board holds it whatever it learned: a board probe says nothing.
+        probe_games=0),
 }
 
 
@@ -218,7 +220,7 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
     stage_heldout(p, lay, seed, concurrency)
     snapshots = stage_evaluate(p, lay, stage_export(p, lay), extra_models, seed,
                                stockfish)
-    if last >= STAGES.index("probe"):
+    if last >= STAGES.index("probe") and p.probe_games:
         stage_probe(p, lay, snapshots)
     if last >= STAGES.index("games"):
         stage_games(p, lay, snapshots, concurrency, seed)

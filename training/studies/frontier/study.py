@@ -67,7 +67,7 @@ class FrontierPreset:
     match_opponent_games: int = 29
     max_moves: int = 90
     max_plies: int = 300
-    # Held-out games for each snapshot's board probe (a quarter of them test it).
+    # Held-out games for each snapshot's board probe (a quarter of them test it); 0: no probe.
     probe_games: int = 300
     # Games for the best snapshot of every run, rated in one list, rather than for the best
     # snapshot overall.
