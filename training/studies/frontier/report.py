@@ -130,7 +130,8 @@ def compute_plot(snapshots: Sequence[Snapshot], summaries: dict[str, dict[str, A
     for ax in [*axes[0][:len(groups)], overall_ax, crossing_ax]:
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small")
+        if ax.get_legend_handles_labels()[0]:  # a crossing panel may have no crossing to show
+            ax.legend(fontsize="x-small")
     overall_ax.set_xlabel("training FLOPs (6 N D)")
     overall_ax.set_title("overall gain (95% intervals for bins alike)")
     crossing_ax.set_yscale("log")
