@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 # The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 STOCKFISH_BIN := $(shell command -v stockfish 2>/dev/null || ls /usr/games/stockfish 2>/dev/null)
-MODEL ?= models/default.onnx
+# A model file, or a bundled model's name (a models/*.onnx stem): MODEL=paper.
+MODEL ?= default
 OUT ?= out
 
 PLAY_ARGS ?=
@@ -16,11 +17,11 @@ PLAY_ARGS ?=
   experiment-tiny experiment-cpu clean gpu-carry gpu-rehearsal gpu-run
 
 help:
-	@echo "make run    play the bundled model against Stockfish levels: a rating list, read against its card"
-	@echo "make play   play the bundled model in the browser (PLAY_ARGS='--port 8800 ...')"
+	@echo "make run    play MODEL (default: the bundled default) against Stockfish levels: a rating list, read against its card"
+	@echo "make play   play MODEL in the browser (PLAY_ARGS='--port 8800 ...')"
 	@echo "make test   set everything up and run the test suite"
 	@echo "make bench  run the speed benchmarks (figures in docs/benchmarks.md)"
-	@echo "make evaluate   the model card's figures for MODEL (default: the bundled model)"
+	@echo "make evaluate   the model card's figures for MODEL"
 	@echo "make experiment-tiny / experiment-cpu   the whole study in one command"
 	@echo "make frontier-quick / frontier-full   where the model transcends, against compute"
 	@echo "make gpu-carry / gpu-rehearsal / gpu-run   a prepared GPU window (docs/gpu-run.md)"
@@ -63,16 +64,17 @@ test: $(STAMP) stockfish browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
+# One PGN a model: a rerun resumes its own games, never another model's.
 run: $(STAMP) stockfish
-	$(BIN)/transcend tournament --engine "transcend-uci --temp 0.01" \
+	$(BIN)/transcend tournament --engine "transcend-uci --temp 0.01 --model $(MODEL)" \
 	  --opponent "sf:skill=0,nodes=100" --opponent "sf:skill=1,nodes=100" --opponent random \
-	  --games 6 --max-moves 90 --concurrency 2 --pgn $(OUT)/run.pgn \
-	  --anchor random=0 --card default
+	  --games 6 --max-moves 90 --concurrency 2 --pgn $(OUT)/run-$(basename $(notdir $(MODEL))).pgn \
+	  --anchor random=0 --card $(MODEL)
 
 # Stockfish is optional here: without it the page has no win probabilities.
 play: $(STAMP)
 	@$(MAKE) --no-print-directory stockfish || echo "continuing without Stockfish"
-	$(BIN)/transcend play $(PLAY_ARGS)
+	$(BIN)/transcend play --model $(MODEL) $(PLAY_ARGS)
 
 screenshots: $(STAMP) stockfish browser
 	$(BIN)/python tests/play_screenshots.py

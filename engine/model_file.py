@@ -47,9 +47,45 @@ def cache_feed(cache: np.ndarray) -> dict[str, np.ndarray]:
     return {name: cache[i // 2, i % 2] for i, name in enumerate(cache_names(len(cache)))}
 
 
+def models_folder() -> Path:
+    """Where the bundled models are: ``models/`` inside the installed package."""
+    return Path(str(resources.files("transcend.models")))
+
+
 def default_model_path() -> Path:
-    """The bundled model, ``models/default.onnx`` inside the installed package."""
-    return Path(str(resources.files("transcend.models"))) / "default.onnx"
+    """The bundled model played when none is named, ``models/default.onnx``."""
+    return models_folder() / "default.onnx"
+
+
+def bundled_models() -> dict[str, Path]:
+    """The bundled models by name (the file's stem), in name order."""
+    return {path.stem: path for path in sorted(models_folder().glob("*.onnx"))}
+
+
+def resolve_model(text: str | Path) -> Path:
+    """The model a user names: an existing file as is, else the bundled model of that name
+    (``paper`` or ``paper.onnx``); ModelError (one line) naming the bundled ones otherwise."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    bundled = bundled_models()
+    found = bundled.get(str(text).removesuffix(".onnx"))
+    if found is None:
+        names = ", ".join(bundled) or "none"
+        raise ModelError(f"no model {str(text)!r}: not a file, and the bundled models are {names}")
+    return found
+
+
+def click_model(ctx: object, param: object, value: str | None) -> Path | None:
+    """A click callback for a ``--model`` option: the model it names, or a one-line error."""
+    import click  # here: the engine itself starts without click
+
+    try:
+        return None if value is None else resolve_model(value)
+    except ModelError as exc:
+        error = click.ClickException(str(exc))  # not BadParameter: no usage block around it
+        error.exit_code = 2
+        raise error from None
 
 
 @dataclass

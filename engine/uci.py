@@ -39,6 +39,7 @@ from transcend.engine.model_file import (
     default_model_path,
     device_choices,
     read_model_info,
+    resolve_model,
 )
 from transcend.engine.policy import MODES, Choice, Policy
 
@@ -509,7 +510,10 @@ class Engine:
         if key == "modelfile":
             # Windows' "Copy as path" wraps the path in quotes; a file name never has them.
             value = value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
-            s.model = "" if value in ("", "<empty>") else value
+            try:
+                s.model = "" if value in ("", "<empty>") else str(resolve_model(value))
+            except ModelError as exc:
+                raise UciError(str(exc)) from None
             s.elo = 0  # the new model's calibration gives the default
             self._read_info()
             self.start_loading()
@@ -751,7 +755,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         description="A chess engine whose brain is a transformer trained on weak players' "
         "games. Speaks UCI on stdin/stdout; flags set the initial option values.",
     )
-    parser.add_argument("--model", default="", help="the .onnx model (default: the bundled one)")
+    parser.add_argument("--model", default="", help="the .onnx model, or a bundled model's "
+                        "name (default: the bundled `default`)")
     parser.add_argument("--temp", "--temperature", dest="temp", default=str(DEFAULT_TEMPERATURE),
                         help="sampling temperature, 0 = greedy (default %(default)s)")
     parser.add_argument("--mode", choices=MODES, default="token", help="sampling mode")
@@ -768,7 +773,11 @@ def parse_args(argv: list[str] | None) -> Settings:
         parser.error(f"--seed must be between 0 and {SEED_MAX}")
     if not 0 <= ns.threads <= 256:
         parser.error("--threads must be between 0 and 256")
-    return Settings(model=ns.model, temperature=temperature, mode=ns.mode, seed=ns.seed,
+    try:
+        model = str(resolve_model(ns.model)) if ns.model else ""
+    except ModelError as exc:
+        parser.error(str(exc))
+    return Settings(model=model, temperature=temperature, mode=ns.mode, seed=ns.seed,
                     device=ns.device, threads=ns.threads)
 
 

@@ -1,7 +1,7 @@
 """A model card's measured rating list, and a new rating list read against it.
 
-A card's figures live beside its model as ``<stem>.card.json`` (the bundled model's is
-``models/default.card.json``; ``tests/test_card.py`` checks it against the card's own table).
+A card's figures live beside its model as ``<stem>.card.json`` (the bundled default model's
+is ``models/default.card.json``; ``tests/test_card.py`` checks it against the card's own table).
 :func:`reading` turns a tournament's list into a few lines: where the model stands here against
 what its card measured, how it was trained (from the model file's metadata), and where to go
 next. Every number in them comes from the two lists or the model file.
@@ -51,11 +51,20 @@ class Card:
         return next((p for p in self.players if p.name == name and p.temperature is None), None)
 
 
-def default_card_path() -> Path:
-    """The bundled model's card figures, beside ``models/default.onnx``."""
-    from transcend.engine.model_file import default_model_path
+def card_path(model: Path) -> Path:
+    """Where the card figures of ``model`` are: ``<stem>.card.json`` beside it."""
+    return model.with_name(f"{model.stem}.card.json")
 
-    return default_model_path().with_name("default.card.json")
+
+def find_card(text: str) -> Card | None:
+    """The card ``text`` names: a card's ``.json`` file, or a model (a file or a bundled model's
+    name) whose card lies beside it; None for a model that has none."""
+    from transcend.engine.model_file import resolve_model
+
+    if text.endswith(".json"):
+        return load_card(Path(text))
+    path = card_path(resolve_model(text))
+    return load_card(path) if path.is_file() else None
 
 
 def load_card(path: Path) -> Card:
@@ -75,18 +84,31 @@ def load_card(path: Path) -> Card:
         raise ValueError(f"{path}: not a model card's figures ({exc})") from None
 
 
-def _model_file(spec: PlayerSpec) -> Path | None:
-    """The model a transcend engine plays: its ``ModelFile`` option or ``--model`` flag; None
-    for the bundled one."""
+def _model_named(spec: PlayerSpec) -> str:
+    """The model a transcend engine is told to play: its ``ModelFile`` option or ``--model``
+    flag, as written; empty for none."""
     for key, value in spec.options.items():
         if key.lower() == "modelfile":
-            return Path(str(value))
+            return str(value)
     for i, word in enumerate(spec.command):
         flag, eq, value = word.partition("=")
         if flag == "--model":
-            value = value if eq else (spec.command[i + 1] if i + 1 < len(spec.command) else "")
-            return Path(value)
-    return None
+            return value if eq else (spec.command[i + 1] if i + 1 < len(spec.command) else "")
+    return ""
+
+
+def _model_file(spec: PlayerSpec) -> Path | None:
+    """The model file a transcend engine plays, found as the engine finds it; None for the
+    bundled default."""
+    from transcend.engine.model_file import ModelError, resolve_model
+
+    named = _model_named(spec)
+    if named in ("", "<empty>"):
+        return None
+    try:
+        return resolve_model(named)
+    except ModelError:
+        return Path(named)  # the engine refuses it: no card's model either
 
 
 def _plays(spec: PlayerSpec, model: Path) -> bool:

@@ -24,8 +24,9 @@ from pathlib import Path
 import click
 
 from transcend.engine.files import write_atomic, write_figure
-from transcend.engine.model_file import read_model_info
+from transcend.engine.model_file import click_model, read_model_info
 from transcend.evaluation.endings import PlayerEndings, endings_table
+from transcend.evaluation.games_pgn import TimeControl
 from transcend.evaluation.players import PlayerSpec, parse_spec
 from transcend.evaluation.ratings import (
     Rating,
@@ -36,7 +37,6 @@ from transcend.evaluation.ratings import (
 )
 from transcend.evaluation.tournament import (
     Settings,
-    TimeControl,
     TournamentResult,
     conversion_lines,
     result_json,
@@ -362,8 +362,8 @@ def _summary(result: SweepResult, model: Path, opponents: Sequence[str], games: 
 
 
 @click.command("sweep")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="The .onnx model.")
+@click.option("--model", required=True, callback=click_model, metavar="MODEL",
+              help="The .onnx model, or a bundled model's name.")
 @click.option("--temps", default=",".join(f"{t:g}" for t in PAPER_TEMPERATURES),
               show_default=True, help="Temperatures, comma-separated.")
 @click.option("--opponent", "opponents", multiple=True, metavar="SPEC",

@@ -36,7 +36,7 @@ import chess.pgn
 import click
 
 from transcend.engine.files import write_atomic
-from transcend.evaluation.card import Card, default_card_path, load_card, reading
+from transcend.evaluation.card import Card, find_card, reading
 from transcend.evaluation.endings import (
     Ended,
     PlayerEndings,
@@ -776,9 +776,10 @@ def summary(result: TournamentResult, anchors: Mapping[str, float] | None = None
 @click.option("--anchor", "anchor_texts", multiple=True, metavar="NAME=ELO",
               help="Fix a player's rating in the list (repeatable). Default: the paper's "
                    "Stockfish anchors when sf:skill=1/3/5 players with a time limit played.")
-@click.option("--card", default=None, metavar="FILE",
-              help="End with a reading of the list against a model card's figures "
-                   "(<model>.card.json; 'default' for the bundled model's).")
+@click.option("--card", default=None, metavar="MODEL|FILE",
+              help="End with a reading of the list against a model card's figures: a "
+                   "<model>.card.json, or a model (file or bundled name) whose card is beside "
+                   "it; a model without one gets no reading.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write standings, endings and every game's result here as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
@@ -791,7 +792,7 @@ def tournament_command(engines: tuple[str, ...], opponents: tuple[str, ...], gam
     """Play a gauntlet (or round robin) of UCI engines and print standings and ratings."""
     # Anchors and the card are checked before any game: a typo should not cost the tournament.
     anchors = dict(parse_anchor(text) for text in anchor_texts)
-    figures = load_card(default_card_path() if card == "default" else Path(card)) if card else None
+    figures = find_card(card) if card else None
     specs = [parse_spec(s) for s in (*engines, *opponents)]
     unique_names(specs)
     for name in anchors:

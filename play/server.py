@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
 
-from transcend.engine.model_file import ModelError, default_model_path
+from transcend.engine.model_file import ModelError, click_model, default_model_path, resolve_model
 from transcend.engine.policy import Policy
 from transcend.play.games import DEFAULT_NODES, TOP_MOVES, Games, PlayError, Stockfish
 
@@ -289,7 +289,7 @@ def make_server(model: Path | None = None, host: str = "127.0.0.1", port: int = 
                 nodes: int = DEFAULT_NODES, threads: int = 0, device: str = "auto",
                 stockfish_path: str | None = None) -> PlayServer:
     """The server with its model loaded (port 0: any free port); call ``serve_forever``."""
-    path = Path(model).expanduser() if model else default_model_path()
+    path = resolve_model(model) if model else default_model_path()
     policy = Policy(path, device=device, threads=threads)
     games = Games(policy, path.name, Stockfish(nodes, stockfish_path))
     try:
@@ -317,8 +317,8 @@ def serve_in_thread(server: PlayServer) -> threading.Thread:
 
 
 @click.command("play")
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path),
-              help="The .onnx model (default: the bundled models/default.onnx).")
+@click.option("--model", callback=click_model, metavar="MODEL",
+              help="The .onnx model, or a bundled model's name (default: the bundled `default`).")
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port to listen on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True,

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from transcend.engine.model_file import read_metadata
-from transcend.evaluation.card import default_card_path, load_card, reading
+from transcend.engine.model_file import default_model_path, read_metadata
+from transcend.evaluation.card import card_path, load_card, reading
 from transcend.evaluation.players import PlayerSpec
 from transcend.evaluation.ratings import Outcome, Rating, bradley_terry
 from transcend.training.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).with_name("fake_uci.py")
-CARD = load_card(default_card_path())
+CARD = load_card(card_path(default_model_path()))
 
 
 def card_table() -> dict[str, list[str]]:
@@ -42,7 +42,7 @@ def test_the_card_and_its_figures_agree() -> None:
     section = (ROOT / "models" / "README.md").read_text().split("### Games", 1)[1]
     assert f"all {CARD.games:,} games" in " ".join(section.split())
     assert CARD.anchors == {"random": 0.0} and CARD.player("random") is not None
-    assert CARD.model == default_card_path().with_name("default.onnx") and CARD.model.is_file()
+    assert CARD.model == default_model_path() and CARD.model.is_file()
 
 
 def _spec(name: str, command: list[str] | None = None) -> PlayerSpec:

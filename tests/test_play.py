@@ -303,7 +303,7 @@ def test_play_command_errors_are_one_line(tiny_onnx: Path, tmp_path: Path) -> No
     exe = str(Path(sys.executable).parent / "transcend")
     result = subprocess.run([exe, "play", "--model", str(tmp_path / "none.onnx"), "--no-browser"],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0 and "no model file at" in result.stderr
+    assert result.returncode != 0 and "no model '" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

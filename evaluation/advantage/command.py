@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from transcend.engine.model_file import click_model, default_model_path
 from transcend.evaluation.advantage.analysis import (
     DEFAULT_BOOTSTRAP,
     MODES,
@@ -33,8 +34,8 @@ def run_advantage(options: AdvantageOptions, distribution: DistributionFn | None
 
 
 @click.command("advantage")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="ONNX model (default: the bundled models/default.onnx).")
+@click.option("--model", callback=click_model, metavar="MODEL",
+              help="ONNX model, or a bundled model's name (default: the bundled `default`).")
 @click.option("--pgn", "pgn_options", multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="PGN file of the experts' games (repeatable; more files may follow as "
@@ -100,8 +101,6 @@ def advantage_command(model: Path | None, pgn_options: tuple[Path, ...],
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--temps") from None
     if model is None:
-        from transcend.engine.model_file import default_model_path
-
         model = default_model_path()
         if not model.is_file():
             raise click.UsageError("no bundled model: give --model MODEL.onnx")
