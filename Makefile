@@ -135,12 +135,15 @@ GPU_DATA ?= data/gpu
 GPU_HELDOUT ?= $(OUT)/heldout.pgn
 GPU_OUT ?= $(OUT)/gpu-run
 GPU_BUDGET ?= 540
+# A board input for the model (board or board+attacks; see transcend train --board-input).
+GPU_BOARD_INPUT ?=
+GPU_BOARD_ARGS := $(if $(GPU_BOARD_INPUT),--board-input $(GPU_BOARD_INPUT))
 
 gpu-carry: $(STAMP) stockfish
 	$(BIN)/transcend gpu-pack --data $(GPU_DATA) --heldout $(GPU_HELDOUT) --out $(CARRY)
 
 gpu-rehearsal: $(STAMP) stockfish
-	$(BIN)/transcend gpu-run --carry $(CARRY) --out $(OUT)/gpu-rehearsal --dry-run
+	$(BIN)/transcend gpu-run --carry $(CARRY) --out $(OUT)/gpu-rehearsal --dry-run $(GPU_BOARD_ARGS)
 
 # On the GPU machine only: no venv, no pinned CPU torch, nothing built. The carried wheels go
 # to /tmp/site and the repository is linked in beside them as `transcend` (pyproject.toml maps
@@ -149,7 +152,7 @@ gpu-run:
 	python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $(CARRY)/wheels/*.whl
 	ln -sfn "$(CURDIR)" /tmp/site/transcend
 	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 -m transcend.training.cli gpu-run \
-	  --carry $(CARRY) --out $(GPU_OUT) --budget $(GPU_BUDGET)
+	  --carry $(CARRY) --out $(GPU_OUT) --budget $(GPU_BUDGET) $(GPU_BOARD_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

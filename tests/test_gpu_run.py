@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 from cli_helpers import cli
 
-from transcend.training.gpu.run import Knobs, model_size, plan, rejoin, split
+from transcend.training.gpu.run import (
+    Knobs,
+    export_model,
+    model_size,
+    plan,
+    rejoin,
+    split,
+    summary_markdown,
+    train_model,
+)
 from transcend.training.model import CONFIGS, GPT
 
 
@@ -110,3 +119,47 @@ def test_weights_come_back_when_the_export_fails(tiny_data: Path, tmp_path: Path
     for (name, a), b in zip(model.state_dict().items(), trained.state_dict().values(),
                             strict=True):
         assert np.allclose(a.numpy(), b.numpy(), atol=1e-3), name
+
+
+def test_the_command_passes_the_board_input_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from transcend.training.gpu import run
+
+    (tmp_path / "carry.json").write_text("{}")
+    given: list[str] = []
+
+    def fake_run(carry: Path, out: Path, budget: float, knobs: Knobs, work: Path | None,
+                 board_input: str) -> dict:
+        given.append(board_input)
+        return {"back": {"files": 0, "mib": 0, "fits": True}, "elapsed_s": 0}
+
+    monkeypatch.setattr(run, "gpu_run", fake_run)
+    args = ["gpu-run", "--carry", str(tmp_path), "--out", str(tmp_path / "back"), "--dry-run"]
+    for extra in ([], ["--board-input", "board+attacks"]):
+        code, err = cli(args + extra, capsys)
+        assert code == 0, err
+    assert given == ["", "board+attacks"]  # none by default: the paper's model, as before
+    code, err = cli(args + ["--board-input", "squares"], capsys)
+    assert code == 2 and "board+attacks" in err and not given[2:]
+
+
+def test_a_board_input_run_trains_and_exports_a_model_that_reads_the_board(
+        tiny_data: Path, tmp_path: Path) -> None:
+    from transcend.engine.features import ROWS
+    from transcend.engine.model_file import read_metadata
+
+    knobs = Knobs.dry_run()
+    plain = plan(knobs, None, data_tokens=100_000, train_seconds=9)
+    choice = plan(knobs, None, data_tokens=100_000, train_seconds=9, board_input="board")
+    assert plain["board_input"] is None and choice["board_input"] == "board"
+    # The board's table counts in the size of the file that has to come back.
+    assert choice["candidates"][0]["params"] == \
+        plain["candidates"][0]["params"] + ROWS["board"] * CONFIGS["tiny"].n_embd
+    assert "board input board" in summary_markdown({"plan": choice}, {})
+    assert choice["steps"] <= 3  # a few steps: what counts is what is trained
+    trained = train_model(knobs, choice, tiny_data, tmp_path / "run", bf16=False,
+                          use_compile=False, seconds=120)
+    assert trained["board_input"] == "board"
+    model, export = export_model(tmp_path / "run", tmp_path, knobs.part_mib)
+    assert read_metadata(model)["board_input"] == "board"

@@ -32,6 +32,7 @@ from typing import Any
 
 import click
 
+from transcend.engine.features import FEATURE_SETS
 from transcend.engine.files import write_atomic
 
 MIB = 1 << 20
@@ -132,15 +133,18 @@ def unpack(carry: Path, work: Path) -> tuple[Path, dict[str, Any]]:
 # The plan
 
 
-def model_size(name: str) -> tuple[int, float]:
-    """(parameters, training FLOPs per token) of a config, as ``GPT`` counts them, from a model
-    built on the meta device: no weights (``paper-300m`` would take a gigabyte)."""
+def model_size(name: str, board_input: str = "") -> tuple[int, float]:
+    """(parameters, training FLOPs per token) of a config with ``board_input`` (a feature set of
+    engine/features.py, or "" for none), as ``GPT`` counts them, from a model built on the meta
+    device: no weights (``paper-300m`` would take a gigabyte)."""
+    from dataclasses import replace
+
     import torch
 
     from transcend.training.model import CONFIGS, GPT
 
     with torch.device("meta"):
-        model = GPT(CONFIGS[name])
+        model = GPT(replace(CONFIGS[name], board_input=board_input))
     return model.num_params(), float(model.flops_per_token())
 
 
@@ -154,14 +158,15 @@ def predicted_loss(params: int, tokens: float, unique: int) -> float:
 
 
 def plan(knobs: Knobs, measured: dict[str, Any] | None, data_tokens: int,
-         train_seconds: float) -> dict[str, Any]:
+         train_seconds: float, board_input: str = "") -> dict[str, Any]:
     """The config, batch and steps. Every candidate trains for the whole time: its tokens/s is
     the measured one scaled by FLOPs per token (times 0.85 for evaluation and checkpoints), and
     the one with the lowest predicted loss at those tokens, the carried data repeated as often as
-    needed, wins among those whose fp16 file comes back."""
+    needed, wins among those whose fp16 file comes back. ``board_input`` is passed on to
+    training (its table counts in the file's size)."""
     rows = []
     for name in knobs.candidates:
-        params, flops = model_size(name)
+        params, flops = model_size(name, board_input)
         tps = 0.85 * measured["tokens_per_s"] * measured["flops_per_token"] / flops \
             if measured else 1000.0
         tokens = tps * train_seconds
@@ -182,7 +187,8 @@ def plan(knobs: Knobs, measured: dict[str, Any] | None, data_tokens: int,
         "config": chosen["config"], "batch_size": batch, "steps": steps,
         "tokens": steps * batch * block, "epochs": round(steps * batch * block / data_tokens, 2),
         "train_seconds": round(train_seconds), "data_tokens": data_tokens,
-        "lr": 1e-3 if chosen["params"] < 10_000_000 else 6e-4, "candidates": rows,
+        "lr": 1e-3 if chosen["params"] < 10_000_000 else 6e-4,
+        "board_input": board_input or None, "candidates": rows,
         "rule": f"each candidate trains for {train_seconds:.0f} s at the measured tokens/s scaled "
                 f"by its FLOPs per token; lowest Chinchilla-predicted loss with repeated data "
                 f"discounted, among those whose fp16 file fits {MODEL_BACK_MIB} MiB; batch for "
@@ -205,7 +211,8 @@ def train_model(knobs: Knobs, choice: dict[str, Any], data: Path, run: Path, bf1
         max_steps=steps, max_time=max(1.0, seconds), eval_interval=max(10, steps // 10),
         eval_batches=10, legal_interval=0, legal_positions=knobs.legal_positions,
         checkpoint_interval=max(10, steps // 10), device=knobs.device,
-        dtype="bf16" if bf16 else "fp32", compile=use_compile, progress=False)
+        dtype="bf16" if bf16 else "fp32", compile=use_compile, progress=False,
+        board_input=choice.get("board_input") or "")
     return train(cfg)
 
 
@@ -334,8 +341,9 @@ def match_vs_random(model: Path, games: int, deadline: float = math.inf,
 
 
 def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
-            work: Path | None = None) -> dict[str, Any]:
-    """The whole run; returns the summary also written to ``out/summary.json``."""
+            work: Path | None = None, board_input: str = "") -> dict[str, Any]:
+    """The whole run, training a model that reads ``board_input`` ("" for the paper's model);
+    returns the summary also written to ``out/summary.json``."""
     import torch
 
     from transcend.training.gpu import checks as gpu_checks
@@ -397,12 +405,12 @@ def gpu_run(carry: Path, out: Path, budget: float, knobs: Knobs,
         click.echo(f"[gpu-run] torch.compile skipped: {blocker}", err=True)
 
     train_seconds = max(5.0, clock.left() - knobs.reserve_s)
-    choice = plan(knobs, best, data_tokens, train_seconds)
+    choice = plan(knobs, best, data_tokens, train_seconds, board_input)
     choice.update(dtype=str(dtype).removeprefix("torch."), compile=use_compile)
     summary["plan"] = choice
     click.echo(f"[gpu-run] plan: {choice['config']}, batch {choice['batch_size']} x 1023, "
-               f"{choice['steps']} steps ({choice['epochs']} epochs), {train_seconds:.0f} s",
-               err=True)
+               f"{choice['steps']} steps ({choice['epochs']} epochs), {train_seconds:.0f} s, "
+               f"board input {board_input or 'none'}", err=True)
     run = work / "run"
     summary["training"] = run_stage("training", lambda: train_model(
         knobs, choice, data, run, dtype == torch.bfloat16, use_compile,
@@ -465,8 +473,9 @@ def summary_markdown(summary: dict[str, Any], checks: dict[str, Any]) -> str:
         lines.append(f"- torch.compile skipped: {checks['compile']['skipped']}")
     cuda = checks.get("onnx_cuda") or {}
     lines.append(f"- ONNX on CUDA: {cuda.get('note') or cuda}")
-    lines += ["", f"Plan: {p.get('config')}, batch {p.get('batch_size')}, {p.get('steps')} "
-              f"steps, {p.get('epochs')} epochs ({p.get('rule')}).", ""]
+    lines += ["", f"Plan: {p.get('config')}, board input {p.get('board_input') or 'none'}, "
+              f"batch {p.get('batch_size')}, {p.get('steps')} steps, {p.get('epochs')} epochs "
+              f"({p.get('rule')}).", ""]
     t = summary.get("training") or {}
     lines.append(f"Training: step {t.get('step')}, {t.get('tokens')} tokens in "
                  f"{t.get('elapsed_s')} s, val loss {t.get('val_loss')}, legal-move rate "
@@ -504,8 +513,12 @@ def summary_markdown(summary: dict[str, Any], checks: dict[str, Any]) -> str:
               help="Games of the match against a random mover.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for data, checkpoints and the whole model [default: a temporary one].")
+@click.option("--board-input", type=click.Choice(FEATURE_SETS), default=None,
+              help="Train a model that reads the board (as `transcend train --board-input`). "
+                   "Default: the paper's model.")
 def gpu_run_command(carry: Path, out: Path, budget: float | None, dry_run: bool,
-                    reserve: float | None, games: int | None, work: Path | None) -> None:
+                    reserve: float | None, games: int | None, work: Path | None,
+                    board_input: str | None) -> None:
     """Train, export and evaluate a model in one short GPU window (see docs/gpu-run.md)."""
     if not (carry / "carry.json").exists():
         raise click.UsageError(f"{carry} has no carry.json: make it with `transcend gpu-pack`")
@@ -519,7 +532,8 @@ def gpu_run_command(carry: Path, out: Path, budget: float | None, dry_run: bool,
         knobs.reserve_s = reserve
     if games is not None:
         knobs.match_games = games
-    summary = gpu_run(carry, out, budget or (60.0 if dry_run else 540.0), knobs, work)
+    summary = gpu_run(carry, out, budget or (60.0 if dry_run else 540.0), knobs, work,
+                      board_input or "")
     back, errors = summary["back"], summary.get("errors", {})
     click.echo(f"{out}: {back['files']} files, {back['mib']} MiB ("
                f"{'fits' if back['fits'] else 'DOES NOT FIT'} what comes back); "
