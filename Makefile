@@ -13,7 +13,7 @@ OUT ?= out
 PLAY_ARGS ?=
 
 .PHONY: help install stockfish browser test lint run play screenshots bench evaluate \
-  frontier-quick frontier-full \
+  frontier-quick frontier-full frontier-board-input \
   experiment-tiny experiment-cpu clean gpu-carry gpu-rehearsal gpu-run
 
 help:
@@ -24,6 +24,7 @@ help:
 	@echo "make evaluate   the model card's figures for MODEL"
 	@echo "make experiment-tiny / experiment-cpu   the whole study in one command"
 	@echo "make frontier-quick / frontier-full   where the model transcends, against compute"
+	@echo "make frontier-board-input   the board as an input: three arms, rating against training time"
 	@echo "make gpu-carry / gpu-rehearsal / gpu-run   a prepared GPU window (docs/gpu-run.md)"
 
 $(STAMP): pyproject.toml
@@ -121,6 +122,12 @@ frontier-quick: $(STAMP) stockfish
 
 frontier-full: $(STAMP) stockfish
 	$(BIN)/transcend frontier --preset full --out $(OUT)/frontier-full --extra eps0.4=$(MODEL)
+
+# The board as an input (docs/board.md): plain, board and board+attacks on 100,000 expert games,
+# every snapshot in games, rating against training time. Resumable; hours on 2 cores.
+frontier-board-input: $(STAMP) stockfish
+	$(BIN)/transcend frontier --preset board-input --out $(OUT)/frontier-board-input \
+	  --extra eps0.4=$(MODEL)
 
 experiment-tiny: $(STAMP) stockfish
 	$(BIN)/transcend experiment --preset tiny --out $(OUT)/experiment-tiny

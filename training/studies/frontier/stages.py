@@ -234,7 +234,9 @@ def run_frontier(preset_name: str, out: Path, *, runs: Sequence[str] = (),
 @click.command("frontier")
 @click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="quick",
               show_default=True, help="quick: about 6 minutes on two cores, tiny models; "
-              "full: the measurements of docs/frontier.md (hours).")
+              "full: the measurements of docs/frontier.md (hours); board: the board loss; "
+              "board-input: the board as an input, rated against training time "
+              "(docs/board.md, hours).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--runs", default="", help="Only make the data of these runs (comma-separated) "
               "and train them, then stop: several processes can train side by side.")
