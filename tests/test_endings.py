@@ -23,7 +23,8 @@ from transcend.evaluation.endings import (
     read_endings,
     tally,
 )
-from transcend.evaluation.tournament import Settings, read_results, run_tournament
+from transcend.evaluation.games_pgn import read_results
+from transcend.evaluation.tournament import Settings, run_tournament
 
 
 def _played(fen: str | None, *ucis: str) -> chess.Board:

@@ -11,15 +11,9 @@ import chess.pgn
 import pytest
 
 from transcend.evaluation.endings import game_result
+from transcend.evaluation.games_pgn import TimeControl, read_results
 from transcend.evaluation.openings import bundled_openings, load_openings
-from transcend.evaluation.tournament import (
-    Settings,
-    TimeControl,
-    read_results,
-    run_tournament,
-    schedule,
-    summary,
-)
+from transcend.evaluation.tournament import Settings, run_tournament, schedule, summary
 from transcend.training.cli import main
 
 FAKE = Path(__file__).with_name("fake_uci.py")
