@@ -24,7 +24,8 @@ from bench_engine import make_games
 
 from transcend.engine.convert import DEFAULT_MARGIN, ConvertOptions, material_cp, plan
 from transcend.engine.model_file import default_model_path
-from transcend.engine.uci import Engine, Output, Settings
+from transcend.engine.options import Settings
+from transcend.engine.uci import Engine, Output
 
 FIRST_PLY = 8
 PLIES = 160

@@ -27,7 +27,6 @@ import numpy as np
 
 from transcend.engine.convert import (
     MAX_MARGIN,
-    ConvertOptions,
     Plan,
     material_cp,
     plan,
@@ -41,29 +40,29 @@ from transcend.engine.model_file import (
     read_model_info,
     resolve_model,
 )
+from transcend.engine.options import (
+    DEFAULT_TEMPERATURE,
+    HASH_MAX,
+    IGNORED_OPTIONS,
+    OPTION_ALIASES,
+    SEED_MAX,
+    Settings,
+    UciError,
+    check_text,
+    option_key,
+    parse_check,
+    parse_choice,
+    parse_spin,
+    parse_temperature,
+    with_value,
+)
 from transcend.engine.policy import MODES, Choice, Policy
 
 AUTHOR = "the transcend authors"
-DEFAULT_TEMPERATURE = 0.01
 TOP_MOVES_SHOWN = 5
 MOVES_TO_GO = 30  # assumed moves left in a sudden-death time control, for the think-time cap
 GO_NUMBERS = ("wtime", "btime", "winc", "binc", "movestogo", "movetime", "depth", "nodes", "mate")
 GO_FLAGS = ("infinite", "ponder")
-SEED_MAX = 2**31 - 1
-HASH_MAX = 33554432  # Stockfish's limit, so that any value a bot or GUI copies from it is taken
-# Standard options that some GUIs send whether or not the engine declares them: accepted with a
-# note, never an error.
-IGNORED_OPTIONS = frozenset({
-    "ponder", "ownbook", "uci_analysemode", "uci_opponent", "uci_engineabout",
-    "uci_showcurrline", "uci_showrefutations", "uci_setpositionvalue", "syzygyprobedepth",
-    "syzygy50moverule", "syzygyprobelimit", "nalimovpath", "nalimovcache",
-})
-# Other engines' spellings of this engine's options, after `option_key`.
-OPTION_ALIASES = {"minimumthinkingtime": "minthinktime"}
-
-
-class UciError(ValueError):
-    """Bad input from the GUI; answered with ``info string error ...``."""
 
 
 def _version() -> str:
@@ -71,17 +70,6 @@ def _version() -> str:
         return metadata.version("transcend")
     except metadata.PackageNotFoundError:
         return "dev"
-
-
-def parse_temperature(text: str) -> float:
-    """A temperature >= 0 from option or flag text."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise UciError(f"temperature must be a number >= 0, not {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise UciError(f"temperature must be a number >= 0, not {text!r}")
-    return value
 
 
 def temperature_for_elo(calibration: list[tuple[float, float]], elo: float) -> float:
@@ -102,28 +90,6 @@ def temperature_for_elo(calibration: list[tuple[float, float]], elo: float) -> f
             frac = (envelope[i - 1] - elo) / (envelope[i - 1] - envelope[i])
             return temps[i - 1] + frac * (temps[i] - temps[i - 1])
     return temps[-1]
-
-
-@dataclass
-class Settings:
-    """The option values; command-line flags set the initial ones."""
-
-    model: str = ""
-    temperature: float = DEFAULT_TEMPERATURE
-    mode: str = "token"
-    seed: int = 0  # 0: a fresh random seed
-    device: str = "auto"
-    threads: int = 0  # 0: onnxruntime's default (all cores)
-    multipv: int = 1
-    move_overhead: int = 30
-    min_think: int = 0
-    limit_strength: bool = False
-    elo: int = 0
-    chess960: bool = False
-    hash_mb: int = 16  # declared for bots and GUIs; no effect
-    syzygy_path: str = ""  # likewise
-    show_wdl: bool = False  # likewise
-    convert: ConvertOptions = field(default_factory=ConvertOptions)
 
 
 @dataclass
@@ -443,28 +409,28 @@ class Engine:
             f"option name Seed type spin default {s.seed} min 0 max {SEED_MAX}",
             f"option name Threads type spin default {s.threads} min 0 max 256",
             "option name Device type combo default {} {}".format(
-                s.device, " ".join(f"var {d}" for d in _with(device_choices(), s.device))
+                s.device, " ".join(f"var {d}" for d in with_value(device_choices(), s.device))
             ),
             f"option name MultiPV type spin default {s.multipv} min 1 max 256",
             f"option name Move Overhead type spin default {s.move_overhead} min 0 max 5000",
             f"option name MinThinkTime type spin default {s.min_think} min 0 max 60000",
-            "option name UCI_Chess960 type check default " + _bool_text(s.chess960),
+            "option name UCI_Chess960 type check default " + check_text(s.chess960),
             f"option name Hash type spin default {s.hash_mb} min 1 max {HASH_MAX}",
             "option name Clear Hash type button",
             f"option name SyzygyPath type string default {s.syzygy_path or '<empty>'}",
-            "option name UCI_ShowWDL type check default " + _bool_text(s.show_wdl),
-            "option name Convert type check default " + _bool_text(c.enabled),
+            "option name UCI_ShowWDL type check default " + check_text(s.show_wdl),
+            "option name Convert type check default " + check_text(c.enabled),
             f"option name ConvertMargin type spin default {c.margin} min 1 max {MAX_MARGIN}",
-            "option name ConvertMate type check default " + _bool_text(c.mate),
-            "option name ConvertAvoidDraws type check default " + _bool_text(c.avoid_draws),
-            "option name ConvertProgress type check default " + _bool_text(c.progress),
+            "option name ConvertMate type check default " + check_text(c.mate),
+            "option name ConvertAvoidDraws type check default " + check_text(c.avoid_draws),
+            "option name ConvertProgress type check default " + check_text(c.progress),
             f"option name ConvertRepetitionTemperature type string default "
             f"{c.repeat_temperature:g}",
         ]
         if self.info and self.info.calibration:
             low, high = self._elo_range()
             lines += [
-                "option name UCI_LimitStrength type check default " + _bool_text(s.limit_strength),
+                "option name UCI_LimitStrength type check default " + check_text(s.limit_strength),
                 f"option name UCI_Elo type spin default {s.elo} min {low} max {high}",
             ]
         self.out.send(*lines, "uciok")
@@ -520,28 +486,28 @@ class Engine:
         elif key == "temperature":
             s.temperature = parse_temperature(value)
         elif key == "samplingmode":
-            s.mode = _choice(name, value, MODES)
+            s.mode = parse_choice(name, value, MODES)
         elif key == "seed":
-            s.seed = _spin(name, value, 0, SEED_MAX)
+            s.seed = parse_spin(name, value, 0, SEED_MAX)
             self.rng = np.random.default_rng(s.seed or None)
         elif key == "threads":
-            threads = _spin(name, value, 0, 256)
+            threads = parse_spin(name, value, 0, 256)
             if threads != s.threads:
                 s.threads = threads
                 self.start_loading()
         elif key == "device":
-            device = _choice(name, value, DEVICES)
+            device = parse_choice(name, value, DEVICES)
             if device != s.device:
                 s.device = device
                 self.start_loading()
         elif key == "multipv":
-            s.multipv = _spin(name, value, 1, 256)
+            s.multipv = parse_spin(name, value, 1, 256)
         elif key == "moveoverhead":
-            s.move_overhead = _spin(name, value, 0, 5000)
+            s.move_overhead = parse_spin(name, value, 0, 5000)
         elif key == "minthinktime":
-            s.min_think = _spin(name, value, 0, 60000)
+            s.min_think = parse_spin(name, value, 0, 60000)
         elif key == "uci_chess960":
-            chess960 = _check(name, value)
+            chess960 = parse_check(name, value)
             if chess960 != s.chess960:
                 s.chess960 = chess960
                 self.board.chess960 = chess960
@@ -552,21 +518,21 @@ class Engine:
         # no table, no evaluation): lichess-bot, through python-chess, refuses to start an engine
         # that lacks an option its config sets, and its stock config sets these.
         elif key == "hash":
-            s.hash_mb = _spin(name, value, 1, HASH_MAX)
+            s.hash_mb = parse_spin(name, value, 1, HASH_MAX)
         elif key == "syzygypath":
             s.syzygy_path = "" if value == "<empty>" else value
         elif key == "uci_showwdl":
-            s.show_wdl = _check(name, value)
+            s.show_wdl = parse_check(name, value)
         elif key == "convert":
-            s.convert.enabled = _check(name, value)
+            s.convert.enabled = parse_check(name, value)
         elif key == "convertmargin":
-            s.convert.margin = _spin(name, value, 1, MAX_MARGIN)
+            s.convert.margin = parse_spin(name, value, 1, MAX_MARGIN)
         elif key == "convertmate":
-            s.convert.mate = _check(name, value)
+            s.convert.mate = parse_check(name, value)
         elif key == "convertavoiddraws":
-            s.convert.avoid_draws = _check(name, value)
+            s.convert.avoid_draws = parse_check(name, value)
         elif key == "convertprogress":
-            s.convert.progress = _check(name, value)
+            s.convert.progress = parse_check(name, value)
         elif key == "convertrepetitiontemperature":
             try:
                 s.convert.repeat_temperature = parse_temperature(value)
@@ -576,9 +542,9 @@ class Engine:
             raise UciError(f"option {name} needs a model with an Elo calibration (made by "
                            "`transcend sweep`); this one has none, set Temperature instead")
         elif key == "uci_elo":
-            s.elo = _spin(name, value, *self._elo_range())
+            s.elo = parse_spin(name, value, *self._elo_range())
         elif key == "uci_limitstrength":
-            s.limit_strength = _check(name, value)
+            s.limit_strength = parse_check(name, value)
         elif key in IGNORED_OPTIONS:
             self.out.send(f"info string option {name} has no effect on this engine (ignored)")
         else:
@@ -693,43 +659,6 @@ class Engine:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-def _spin(name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise UciError(f"option {name} takes an integer, not {value!r}") from None
-    if not low <= number <= high:
-        raise UciError(f"option {name} must be between {low} and {high}, not {number}")
-    return number
-
-
-def _check(name: str, value: str) -> bool:
-    if value.lower() not in ("true", "false"):
-        raise UciError(f"option {name} takes true or false, not {value!r}")
-    return value.lower() == "true"
-
-
-def _with(choices: tuple[str, ...], value: str) -> tuple[str, ...]:
-    """``choices`` plus ``value`` if missing (a flag may pick a device not offered here)."""
-    return choices if value in choices else (*choices, value)
-
-
-def _bool_text(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def option_key(name: str) -> str:
-    """How option names are matched: any case, spaces ignored, so Stockfish's `Move Overhead`
-    and this engine's former `MoveOverhead` are the same option."""
-    return "".join(name.lower().split())
-
-
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value.lower() not in choices:
-        raise UciError(f"option {name} takes one of {', '.join(choices)}, not {value!r}")
-    return value.lower()
 
 
 def _read_stdin(lines: queue.Queue[str | None]) -> None:

@@ -22,8 +22,8 @@ import chess.pgn
 import numpy as np
 
 from transcend.engine.convert import ConvertOptions, Plan, plan
+from transcend.engine.options import DEFAULT_TEMPERATURE, SEED_MAX
 from transcend.engine.policy import MODES, Policy
-from transcend.engine.uci import DEFAULT_TEMPERATURE, SEED_MAX
 from transcend.evaluation.advantage import MultiPVClient, position_key, win_probability
 from transcend.evaluation.advantage.positions import QuietGameBuilder
 from transcend.evaluation.players import EngineCrashed, PlayerSpec, UciClient, find_stockfish

@@ -13,7 +13,8 @@ from test_uci import Raw, bestmove, declared_options
 
 from transcend.engine.convert import PROGRESS_PLIES, ConvertOptions, material_cp, plan
 from transcend.engine.model_file import default_model_path
-from transcend.engine.uci import Engine, Output, Settings
+from transcend.engine.options import Settings
+from transcend.engine.uci import Engine, Output
 
 
 def _played(fen: str, *ucis: str) -> chess.Board:

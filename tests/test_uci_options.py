@@ -14,7 +14,7 @@ import chess
 import chess.engine
 from test_uci import Raw, bestmove, binary, declared_options
 
-from transcend.engine.uci import option_key
+from transcend.engine.options import option_key
 
 # lichess-bot's config.yml.default (lichess-bot-devs/lichess-bot, seen 2026-11-30), `uci_options`.
 LICHESS_BOT_STOCK = {"Move Overhead": 100, "Threads": 4, "Hash": 512, "SyzygyPath": "./syzygy/",
