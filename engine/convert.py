@@ -126,13 +126,20 @@ def _draws(after: chess.Board, seen: set[tuple[object, ...]]) -> bool:
     )
 
 
+def in_force(mode: str, options: ConvertOptions) -> ConvertOptions | None:
+    """The conversion options that act in sampling ``mode``: None in ``paper`` mode, which never
+    converts."""
+    return None if mode == "paper" else options
+
+
 def plan(board: chess.Board, candidates: list[chess.Move] | None, temperature: float,
-         options: ConvertOptions) -> Plan:
+         options: ConvertOptions | None) -> Plan:
     """The moves and temperature the model samples with in ``board``, from ``candidates``
-    (the moves a GUI asked to search; None: every legal move). ``moves`` is None in the plan
-    when no rule restricted them."""
+    (the moves a GUI asked to search; None: every legal move), under ``options`` (None: no
+    rules, see ``in_force``). ``moves`` is None in the plan when no rule restricted them."""
     unchanged = Plan(candidates, temperature)
-    if not options.enabled or material_cp(board, board.turn) < 100 * options.margin:
+    if (options is None or not options.enabled
+            or material_cp(board, board.turn) < 100 * options.margin):
         return unchanged  # the common case: nothing more is computed
     moves = list(board.legal_moves) if candidates is None else candidates
     if options.mate:

@@ -25,12 +25,7 @@ from typing import TextIO
 import chess
 import numpy as np
 
-from transcend.engine.convert import (
-    MAX_MARGIN,
-    Plan,
-    material_cp,
-    plan,
-)
+from transcend.engine.convert import MAX_MARGIN, Plan, in_force, material_cp, plan
 from transcend.engine.model_file import (
     DEVICES,
     ModelError,
@@ -308,8 +303,7 @@ class Engine:
                 "starts at the FEN's move number and the model plays weaker than from startpos"
             )
         temperature = self.effective_temperature()
-        rules = (Plan(moves, temperature) if self.settings.mode == "paper"
-                 else plan(board, moves, temperature, self.settings.convert))
+        rules = plan(board, moves, temperature, in_force(self.settings.mode, self.settings.convert))
         # One info line per MultiPV entry needs every move's probability; otherwise `token`
         # mode may sample the move alone, which is cheaper for large models. Unless a rule
         # acted, the policy gets exactly what it would without the rules.
@@ -319,9 +313,10 @@ class Engine:
 
     def convert_rules(self) -> str:
         """The conversion rules in force, as the engine announces them."""
-        if self.settings.mode == "paper":
-            return "convert off (paper mode)"
-        return self.settings.convert.describe(self.effective_temperature())
+        options = in_force(self.settings.mode, self.settings.convert)
+        if options is None:
+            return f"convert off ({self.settings.mode} mode)"
+        return options.describe(self.effective_temperature())
 
     def report(self, board: chess.Board, choice: Choice, rules: Plan,
                start: float) -> list[str]:

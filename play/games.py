@@ -21,7 +21,7 @@ import chess
 import chess.pgn
 import numpy as np
 
-from transcend.engine.convert import ConvertOptions, Plan, plan
+from transcend.engine.convert import ConvertOptions, in_force, plan
 from transcend.engine.options import DEFAULT_TEMPERATURE, SEED_MAX
 from transcend.engine.policy import MODES, Policy
 from transcend.evaluation.advantage import MultiPVClient, position_key, win_probability
@@ -367,8 +367,7 @@ class Games:
             raise PlayError("it is your move")
         s = game.settings
         # As the engine plays: its conversion rules when ahead, except in the paper's mode.
-        rules = (Plan(None, s.temperature) if s.mode == "paper"
-                 else plan(board, None, s.temperature, ConvertOptions()))
+        rules = plan(board, None, s.temperature, in_force(s.mode, ConvertOptions()))
         choice = self.policy.choose(board, rules.temperature, s.mode, game.rng, rules.moves)
         p = choice.probabilities.get(choice.move, 0.0)
         game.push(board, choice.move, "model",
