@@ -404,7 +404,7 @@ class _EngineErrors(logging.Handler):
             self.errors.append(found.group(1))
 
 
-async def _check_engines(players: list[PlayerSpec], startup_timeout: float) -> None:
+async def check_engines(players: list[PlayerSpec], startup_timeout: float) -> None:
     """Start every engine once before the first game, so a wrong command or option value is
     one clear error."""
     for spec in players:
@@ -432,7 +432,7 @@ async def _check_engines(players: list[PlayerSpec], startup_timeout: float) -> N
 async def _run(players: list[PlayerSpec], todo: list[Scheduled], openings: list[Opening],
                settings: Settings, concurrency: int, result: TournamentResult,
                on_game: Callable[[GameResult, str], None]) -> None:
-    await _check_engines(players, settings.startup_timeout)
+    await check_engines(players, settings.startup_timeout)
     queue: asyncio.Queue[Scheduled] = asyncio.Queue()
     for game in todo:
         queue.put_nowait(game)

@@ -21,7 +21,7 @@ import chess.pgn
 
 from transcend.evaluation.endings import game_result
 from transcend.evaluation.players import EngineCrashed, Player, PlayerSpec, parse_spec
-from transcend.evaluation.tournament import _check_engines
+from transcend.evaluation.tournament import check_engines
 
 DEFAULT_EXPERTS = (
     "sf:skill=0,nodes=100,eps=0.4,elo=1000",
@@ -168,7 +168,7 @@ def generate(
     done, offset = complete_games(out)
     if done >= games:
         return
-    asyncio.run(_check_engines(specs, STARTUP_TIMEOUT))
+    asyncio.run(check_engines(specs, STARTUP_TIMEOUT))
     if out.exists() and out.stat().st_size > offset:
         with open(out, "r+b") as cut:
             cut.truncate(offset)
