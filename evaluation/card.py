@@ -139,7 +139,8 @@ def _training(model: Path) -> str | None:
         params, hours = summary["n_params"] / 1e6, summary["elapsed_s"] / 3600
         tokens = summary["tokens"] / 1e6
         if summary.get("device") == "cpu":
-            where = f"{summary['threads']} CPU cores"
+            threads = summary["threads"]
+            where = f"{threads} CPU core{'s' if threads != 1 else ''}"
         else:
             where = f"{summary.get('world_size', 1)} x {summary['device']}"
     except (KeyError, TypeError):
