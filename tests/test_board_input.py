@@ -25,7 +25,7 @@ from transcend.engine.features import (
     position_features,
     text_features,
 )
-from transcend.engine.model_file import ModelError, cache_feed, default_model_path, read_model_info
+from transcend.engine.model_file import ModelError, cache_feed, read_model_info, resolve_model
 from transcend.engine.policy import MODES, Policy
 from transcend.engine.transcript import GAME_START, encode, game_transcript, sans_of_moves
 from transcend.engine.trie import MoveTrie
@@ -281,9 +281,9 @@ def test_same_text_from_another_position_is_not_read_from_the_cache(
 
 
 def test_a_plain_model_is_called_exactly_as_before() -> None:
-    """The bundled model gets no board input and the same logits, bit for bit, as one call with
-    the inputs the engine has always fed: the prompt, then every move as a tree."""
-    policy = Policy(default_model_path(), device="cpu", threads=1)
+    """The bundled paper model gets no board input and the same logits, bit for bit, as one
+    call with the inputs the engine has always fed: the prompt, then every move as a tree."""
+    policy = Policy(resolve_model("paper"), device="cpu", threads=1)
     assert policy.board_input is None
     fed: list[set[str]] = []
     run = policy.session.run
@@ -474,3 +474,19 @@ def test_a_board_input_model_trains_under_ddp(tiny_data: Path, tmp_path: Path) -
     ckpt = torch.load(run / "ckpt.pt", weights_only=True)
     assert ckpt["summary"]["world_size"] == 2 and ckpt["summary"]["board_input"] == "board+attacks"
     assert ckpt["model"]["transformer.bte.weight"][NO_POSITION].abs().sum() == 0
+
+
+def test_the_bundled_default_reads_the_board_and_plays_through_uci() -> None:
+    assert read_model_info(resolve_model("default")).board_input == "board+attacks"
+    assert read_model_info(resolve_model("paper")).board_input is None
+    moves = "e2e4 c7c5 g1f3 d7d6 d2d4 c5d4 f3d4 g8f6 b1c3"
+    for mode in MODES:
+        out = subprocess.run(
+            [sys.executable, "-m", "transcend.engine.uci", "--temp", "0", "--mode", mode],
+            input=f"uci\nisready\nposition startpos moves {moves}\ngo depth 1\nquit\n",
+            capture_output=True, text=True, timeout=120, check=True).stdout
+        best = out.split("bestmove ")[1].split()[0]
+        board = chess.Board()
+        for uci in moves.split():
+            board.push_uci(uci)
+        assert chess.Move.from_uci(best) in board.legal_moves, (mode, out[-500:])

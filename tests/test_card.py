@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from transcend.engine.model_file import default_model_path, read_metadata
+from transcend.engine.model_file import default_model_path, read_metadata, resolve_model
 from transcend.evaluation.card import card_path, load_card, reading
 from transcend.evaluation.players import PlayerSpec
 from transcend.evaluation.ratings import Outcome, Rating, bradley_terry
@@ -21,9 +21,9 @@ FAKE = Path(__file__).with_name("fake_uci.py")
 CARD = load_card(card_path(default_model_path()))
 
 
-def card_table() -> dict[str, list[str]]:
-    """The rows of the card's rating list, by label, bold marks removed."""
-    text = (ROOT / "models" / "README.md").read_text()
+def card_table(readme: Path) -> dict[str, list[str]]:
+    """The rows of a card's rating list, by label, bold marks removed."""
+    text = readme.read_text()
     section = text.split("### Games: one rating list", 1)[1].split("\n#", 1)[0]
     rows = {}
     for line in section.splitlines():
@@ -33,16 +33,20 @@ def card_table() -> dict[str, list[str]]:
     return rows
 
 
-def test_the_card_and_its_figures_agree() -> None:
-    rows = card_table()
-    assert sorted(rows) == sorted(p.label for p in CARD.players)
-    for p in CARD.players:
+@pytest.mark.parametrize("name, readme", [("default", "README.md"), ("paper", "paper.md")])
+def test_each_bundled_card_and_its_figures_agree(name: str, readme: str) -> None:
+    model = resolve_model(name)
+    card = load_card(card_path(model))
+    assert card.readme.resolve() == (ROOT / "models" / readme).resolve() and model.is_file()
+    assert card.model == model
+    rows = card_table(card.readme)
+    assert sorted(rows) == sorted(p.label for p in card.players)
+    for p in card.players:
         elo = f"{p.elo:.0f}" if p.low is None else f"{p.elo:.0f} ({p.low} to {p.high})"
         assert rows[p.label] == [elo, str(p.games), f"{100 * p.score:.1f}%"], p.label
-    section = (ROOT / "models" / "README.md").read_text().split("### Games", 1)[1]
-    assert f"all {CARD.games:,} games" in " ".join(section.split())
-    assert CARD.anchors == {"random": 0.0} and CARD.player("random") is not None
-    assert CARD.model == default_model_path() and CARD.model.is_file()
+    section = card.readme.read_text().split("### Games", 1)[1]
+    assert f"all {card.games:,} games" in " ".join(section.split())
+    assert card.anchors == {"random": 0.0} and card.player("random") is not None
 
 
 def _spec(name: str, command: list[str] | None = None) -> PlayerSpec:
@@ -85,8 +89,9 @@ def test_the_reading_takes_its_numbers_from_the_list_and_the_card() -> None:
         assert (f"{name} rates {round(by[name].elo)} here, {card_player.elo:.0f} there") in text
     assert "random rates" not in text  # the anchor is 0 on both lists: nothing to read
     training = json.loads(read_metadata(CARD.model)["training"])
-    assert (f"trained for {training['elapsed_s'] / 3600:.1f} hours on {training['threads']} CPU "
-            "cores") in text and training["device"] == "cpu"
+    cores = f"{training['threads']} CPU core" + ("s" if training["threads"] != 1 else "")
+    assert (f"trained for {training['elapsed_s'] / 3600:.1f} hours on {cores}") in text
+    assert training["device"] == "cpu"
     assert "models/README.md" in text and "make play" in text and "import-nanogpt" in text
 
 
