@@ -141,4 +141,4 @@ def test_uci_refuses_an_unknown_model_in_one_line() -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == ("transcend-uci: error: no model 'nosuchmodel': not a file, and the "
-                           "bundled models are default\n")
+                           f"bundled models are {', '.join(bundled_models())}\n")
