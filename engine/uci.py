@@ -255,9 +255,10 @@ class Engine:
             policy.reset()
             info = policy.info
             size = f"{info.n_params:,} parameters, " if info.n_params else ""
+            board = f", board input {info.board_input}" if info.board_input else ""
             messages.append(
                 f"info string model {path} ({size}{info.n_layer} layers, window "
-                f"{info.block_size}) on {info.provider}"
+                f"{info.block_size}{board}) on {info.provider}"
             )
             if info.device_note:
                 messages.append(f"info string GPU not used: {info.device_note}")

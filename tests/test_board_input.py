@@ -485,6 +485,7 @@ def test_the_bundled_default_reads_the_board_and_plays_through_uci() -> None:
             [sys.executable, "-m", "transcend.engine.uci", "--temp", "0", "--mode", mode],
             input=f"uci\nisready\nposition startpos moves {moves}\ngo depth 1\nquit\n",
             capture_output=True, text=True, timeout=120, check=True).stdout
+        assert "window 1023, board input board+attacks) on " in out  # the engine says so
         best = out.split("bestmove ")[1].split()[0]
         board = chess.Board()
         for uci in moves.split():
