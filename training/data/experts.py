@@ -113,7 +113,8 @@ def _play_indexed(index: int) -> GameRecord:
     # as far as the engines themselves are (Stockfish's Skill Level has a random streak of its own).
     rng = random.Random(f"{_Worker.seed}:{index}")
     w, b = rng.randrange(len(_Worker.specs)), rng.randrange(len(_Worker.specs))
-    white, black = _players()[w], _players()[b]
+    players = _players()
+    white, black = players[w], players[b]
     ws, bs = _Worker.specs[w], _Worker.specs[b]
     failure: Exception | None = None
     for attempt in range(3):
